@@ -1,0 +1,342 @@
+//! The redaction engine: rules, redact, verify.
+//!
+//! # Contract
+//!
+//! The engine is pure and synchronous: a compiled [`Ruleset`], one line of
+//! bytes, and reusable [`Scratch`] space go in; the redacted line comes out,
+//! and [`Stats`] are updated. It does no I/O and keeps no state between
+//! lines, so it can be shared by any number of threads (`&Ruleset` is
+//! `Sync`; each thread owns a `Scratch` and a `Stats`).
+//!
+//! What [`Ruleset::redact_line`] guarantees for every input:
+//! - the output is one line (no newline is added or removed inside it);
+//! - a JSON object or array line stays valid JSON with the same keys in the
+//!   same order (except members of `drop` rules); untouched parts keep their
+//!   exact bytes, and a line with nothing to redact comes back byte for byte;
+//! - invalid UTF-8 is redacted as lossy text, malformed JSON as text: both
+//!   are counted as secondary failures, neither is ever passed through raw;
+//! - every changed value is scanned again (verify); a residual match masks
+//!   the whole value and counts as a compliance failure;
+//! - a rule that errors (a `fancy` rule over its backtrack limit) masks the
+//!   whole value it was scanning and counts as a secondary failure.
+//!
+//! How a line is processed, cheapest first:
+//! 1. The keyword automaton and the multi-pattern set scan the raw line
+//!    once ([`Ruleset::candidates`]). A JSON line without backslash or
+//!    percent escapes whose scan finds nothing is returned untouched
+//!    without being parsed.
+//! 2. JSON lines are walked token by token ([`crate::decode::json`]): field
+//!    names are checked against `keys` rules, every string (and number)
+//!    value is redacted as text, strings holding JSON are walked too.
+//! 3. Text is matched by the candidate rules only; validators run on each
+//!    candidate; overlapping hits are resolved (leftmost, then longest, then
+//!    rule order; a partial overlap widens the masked span so no byte of
+//!    either hit survives); replacements are rendered by [`action`].
+//! 4. Percent-encoded text (`ann%40example.com`) is decoded and scanned
+//!    again when it contains escapes.
+
+pub mod action;
+pub mod ruleset;
+pub mod spec;
+pub mod testing;
+pub mod validate;
+
+mod redact;
+mod structured;
+
+use regex_automata::PatternSet;
+
+pub use ruleset::{CompileOptions, Rule, RuleBits, Ruleset};
+pub use spec::{ActionKind, Category, PatternEngine, Source};
+
+/// Errors from loading or compiling rules. Messages carry `file:line` and
+/// the rule id; never any log content.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Syntax { file: String, line: usize, message: String },
+    #[error("{origin}: rule {id:?}: {message}")]
+    Invalid { origin: String, id: String, message: String },
+    #[error("{0}")]
+    Internal(String),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<RuleError>),
+}
+
+impl RuleError {
+    /// The individual problems (a `Many` flattened).
+    pub fn problems(&self) -> Vec<&RuleError> {
+        match self {
+            RuleError::Many(v) => v.iter().flat_map(|e| e.problems()).collect(),
+            e => vec![e],
+        }
+    }
+}
+
+/// Kinds of secondary failure: the agent could not process an event as
+/// intended and fell back to the fail-closed path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    InvalidUtf8,
+    MalformedJson,
+    OversizeLine,
+    RuleError,
+    Panic,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::InvalidUtf8,
+        FailureKind::MalformedJson,
+        FailureKind::OversizeLine,
+        FailureKind::RuleError,
+        FailureKind::Panic,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::InvalidUtf8 => "invalid_utf8",
+            FailureKind::MalformedJson => "malformed_json",
+            FailureKind::OversizeLine => "oversize_line",
+            FailureKind::RuleError => "rule_error",
+            FailureKind::Panic => "panic",
+        }
+    }
+    /// The pipeline stage the failure belongs to.
+    pub fn stage(self) -> &'static str {
+        match self {
+            FailureKind::InvalidUtf8 | FailureKind::MalformedJson | FailureKind::OversizeLine => "decode",
+            FailureKind::RuleError | FailureKind::Panic => "engine",
+        }
+    }
+}
+
+/// Counters for one thread's share of the work; merge with [`Stats::merge`].
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub lines: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Lines whose output differs from their input.
+    pub lines_redacted: u64,
+    /// Redactions per rule, indexed like [`Ruleset::rules`].
+    pub rule_hits: Vec<u64>,
+    /// Values checked by the verify pass (every line counts once).
+    pub compliance_checked: u64,
+    /// Residual matches found by verify (each masked the whole value).
+    pub compliance_failures: u64,
+    failures: [u64; FailureKind::ALL.len()],
+}
+
+impl Stats {
+    pub fn new(rules: &Ruleset) -> Stats {
+        Stats {
+            rule_hits: vec![0; rules.rules.len()],
+            ..Stats::default()
+        }
+    }
+    pub fn failure(&mut self, kind: FailureKind) {
+        self.failures[kind as usize] += 1;
+    }
+    pub fn failures(&self, kind: FailureKind) -> u64 {
+        self.failures[kind as usize]
+    }
+    pub fn total_failures(&self) -> u64 {
+        self.failures.iter().sum()
+    }
+    pub fn total_redactions(&self) -> u64 {
+        self.rule_hits.iter().sum()
+    }
+    pub fn merge(&mut self, o: &Stats) {
+        self.lines += o.lines;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.lines_redacted += o.lines_redacted;
+        if self.rule_hits.len() < o.rule_hits.len() {
+            self.rule_hits.resize(o.rule_hits.len(), 0);
+        }
+        for (a, b) in self.rule_hits.iter_mut().zip(&o.rule_hits) {
+            *a += b;
+        }
+        self.compliance_checked += o.compliance_checked;
+        self.compliance_failures += o.compliance_failures;
+        for (a, b) in self.failures.iter_mut().zip(&o.failures) {
+            *a += b;
+        }
+    }
+}
+
+/// Where a value was found, for `redactd scan`. Holds no content beyond a
+/// short masked preview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: u32,
+    /// Byte offset in the line (approximate for values that were decoded
+    /// from JSON escapes or percent-encoding: the value's start).
+    pub offset: usize,
+    pub len: usize,
+    /// At most a quarter of the value, and at most 4 characters, then `…`.
+    pub preview: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hit {
+    pub start: usize,
+    pub end: usize,
+    pub rule: u32,
+}
+
+/// Reusable per-thread buffers, so the clean path allocates nothing.
+#[derive(Debug)]
+pub struct Scratch {
+    patset: PatternSet,
+    bits_pool: Vec<RuleBits>,
+    hits_pool: Vec<Vec<Hit>>,
+    keybuf: String,
+    lossy: String,
+    out: Vec<u8>,
+    findings: Option<Vec<Finding>>,
+}
+
+impl Scratch {
+    pub fn new(rules: &Ruleset) -> Scratch {
+        Scratch {
+            patset: rules.new_patset(),
+            bits_pool: Vec::new(),
+            hits_pool: Vec::new(),
+            keybuf: String::new(),
+            lossy: String::new(),
+            out: Vec::with_capacity(4096),
+            findings: None,
+        }
+    }
+
+    /// Collect [`Finding`]s from now on (for `redactd scan`).
+    pub fn collect_findings(&mut self) {
+        self.findings = Some(Vec::new());
+    }
+
+    /// Findings collected since the last call.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        self.findings.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn take_bits(&mut self) -> RuleBits {
+        self.bits_pool.pop().unwrap_or_default()
+    }
+    fn put_bits(&mut self, b: RuleBits) {
+        self.bits_pool.push(b);
+    }
+    fn take_hits(&mut self) -> Vec<Hit> {
+        let mut h = self.hits_pool.pop().unwrap_or_default();
+        h.clear();
+        h
+    }
+    fn put_hits(&mut self, h: Vec<Hit>) {
+        self.hits_pool.push(h);
+    }
+}
+
+/// How a line was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to redact: the output is the input.
+    Clean,
+    /// Values were redacted.
+    Redacted,
+}
+
+impl Ruleset {
+    /// Redacts one line (without its newline). The returned slice is the
+    /// line to write: the input itself when clean, else `scratch`'s buffer.
+    pub fn redact_line<'a>(
+        &self,
+        line: &'a [u8],
+        scratch: &'a mut Scratch,
+        stats: &mut Stats,
+    ) -> (&'a [u8], Outcome) {
+        stats.lines += 1;
+        stats.bytes_in += line.len() as u64;
+        stats.compliance_checked += 1;
+        let changed = match std::str::from_utf8(line) {
+            Ok(s) => self.redact_str(s, scratch, stats),
+            Err(_) => {
+                stats.failure(FailureKind::InvalidUtf8);
+                let mut lossy = std::mem::take(&mut scratch.lossy);
+                lossy.clear();
+                lossy.push_str(&String::from_utf8_lossy(line));
+                let r = self.redact_str(&lossy, scratch, stats).unwrap_or_else(|| lossy.clone());
+                scratch.lossy = lossy;
+                Some(r)
+            }
+        };
+        match changed {
+            None => {
+                stats.bytes_out += line.len() as u64;
+                (line, Outcome::Clean)
+            }
+            Some(s) => {
+                stats.lines_redacted += 1;
+                stats.bytes_out += s.len() as u64;
+                scratch.out.clear();
+                scratch.out.extend_from_slice(s.as_bytes());
+                (&scratch.out, Outcome::Redacted)
+            }
+        }
+    }
+
+    /// Redacts a piece of an over-long line as plain text (never as JSON:
+    /// a window of a JSON line is not JSON). Same return as `redact_line`.
+    pub fn redact_fragment<'a>(
+        &self,
+        piece: &'a [u8],
+        scratch: &'a mut Scratch,
+        stats: &mut Stats,
+    ) -> &'a [u8] {
+        let text = String::from_utf8_lossy(piece);
+        let lossy = matches!(text, std::borrow::Cow::Owned(_));
+        if lossy {
+            stats.failure(FailureKind::InvalidUtf8);
+        }
+        match self.redact_text(&text, None, 0, scratch, stats) {
+            None if !lossy => piece,
+            r => {
+                let s = r.unwrap_or_else(|| text.into_owned());
+                scratch.out.clear();
+                scratch.out.extend_from_slice(s.as_bytes());
+                &scratch.out
+            }
+        }
+    }
+
+    /// `Some(redacted)` when anything changed.
+    fn redact_str(&self, s: &str, scratch: &mut Scratch, stats: &mut Stats) -> Option<String> {
+        let first = s.bytes().find(|b| !b.is_ascii_whitespace());
+        if matches!(first, Some(b'{' | b'[')) {
+            let fast = self.raw_scan_is_superset && memchr::memchr(b'\\', s.as_bytes()).is_none() && !redact::has_percent_escape(s);
+            let mut bits = scratch.take_bits();
+            let cands = if fast {
+                self.candidates(s, &mut bits, &mut scratch.patset);
+                if bits.is_empty() {
+                    scratch.put_bits(bits);
+                    return None;
+                }
+                Some(&bits)
+            } else {
+                None
+            };
+            let r = self.redact_json(s, cands, scratch, stats, 0);
+            scratch.put_bits(bits);
+            match r {
+                Ok(out) => return out,
+                Err(_) => stats.failure(FailureKind::MalformedJson),
+            }
+        }
+        self.redact_text(s, None, 0, scratch, stats)
+    }
+}

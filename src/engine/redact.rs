@@ -1,0 +1,247 @@
+//! Text redaction: find, validate, resolve overlaps, replace, verify.
+
+use super::action::{is_marker, render};
+use super::ruleset::{Group, Matcher, RuleBits, Ruleset};
+use super::{FailureKind, Finding, Hit, Scratch, Stats};
+
+/// What a verify pass puts in place of a value that still matched.
+pub const VERIFY_MASK: &str = "[REDACTED:verify]";
+
+impl Ruleset {
+    /// Redacts free text. `cands` are the rules worth running (from a scan
+    /// of an enclosing text that contains this one verbatim); `None` scans
+    /// `text` itself. `base` is `text`'s offset in the line, for findings.
+    /// Returns `Some(new)` when anything changed.
+    pub(crate) fn redact_text(
+        &self,
+        text: &str,
+        cands: Option<&RuleBits>,
+        base: usize,
+        sc: &mut Scratch,
+        st: &mut Stats,
+    ) -> Option<String> {
+        let mut hits = sc.take_hits();
+        let mut result = match self.find_hits(text, cands, sc, &mut hits) {
+            Err(rule) => Some(self.rule_failed(rule, st)),
+            Ok(()) if hits.is_empty() => None,
+            Ok(()) => Some(self.apply(text, &mut hits, Some(base), sc, st)),
+        };
+        // Percent-encoded values hide their content from the patterns:
+        // decode and look again. One level; the result stays decoded.
+        let current = result.as_deref().unwrap_or(text);
+        if let Some(decoded) = percent_decode(current) {
+            hits.clear();
+            match self.find_hits(&decoded, None, sc, &mut hits) {
+                Err(rule) => result = Some(self.rule_failed(rule, st)),
+                Ok(()) if hits.is_empty() => {}
+                Ok(()) => result = Some(self.apply(&decoded, &mut hits, None, sc, st)),
+            }
+        }
+        // Verify: a changed value is scanned once more; anything left masks
+        // the whole value.
+        if let Some(out) = &result {
+            hits.clear();
+            let residual = match self.find_hits(out, None, sc, &mut hits) {
+                Err(_) => true,
+                Ok(()) => !hits.is_empty(),
+            };
+            if residual {
+                st.compliance_failures += 1;
+                result = Some(VERIFY_MASK.to_string());
+            }
+        }
+        sc.put_hits(hits);
+        result
+    }
+
+    fn rule_failed(&self, rule: u32, st: &mut Stats) -> String {
+        st.failure(FailureKind::RuleError);
+        format!("[REDACTED:{}:error]", self.rules[rule as usize].id)
+    }
+
+    /// Collects validated hits of the candidate rules. `Err(rule)` when a
+    /// rule failed to run (backtrack limit): the caller fails closed.
+    pub(crate) fn find_hits(
+        &self,
+        text: &str,
+        cands: Option<&RuleBits>,
+        sc: &mut Scratch,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), u32> {
+        let own = match cands {
+            Some(_) => None,
+            None => {
+                let mut b = sc.take_bits();
+                self.candidates(text, &mut b, &mut sc.patset);
+                Some(b)
+            }
+        };
+        let bits = match (cands, &own) {
+            (Some(b), _) | (None, Some(b)) => b,
+            (None, None) => return Ok(()),
+        };
+        let mut res = Ok(());
+        for r in bits.iter() {
+            if let Err(e) = self.rule_hits(r, text, hits) {
+                res = Err(e);
+                break;
+            }
+        }
+        if let Some(b) = own {
+            sc.put_bits(b);
+        }
+        res
+    }
+
+    fn rule_hits(&self, r: u32, text: &str, hits: &mut Vec<Hit>) -> Result<(), u32> {
+        let rule = &self.rules[r as usize];
+        let mut consider = |s: usize, e: usize| {
+            if s == e || is_marker(&text[s..]) {
+                return;
+            }
+            if let Some(v) = &rule.validator {
+                if !v.check(text, s, e) {
+                    return;
+                }
+            }
+            hits.push(Hit { start: s, end: e, rule: r });
+        };
+        match (&rule.matcher, rule.group) {
+            (None, _) => {}
+            (Some(Matcher::Std(re)), Group::Whole) => {
+                for m in re.find_iter(text) {
+                    consider(m.start(), m.end());
+                }
+            }
+            (Some(Matcher::Std(re)), g) => {
+                for c in re.captures_iter(text) {
+                    let m = match g {
+                        Group::Index(i) => c.get(i),
+                        _ => c.iter().skip(1).flatten().next(),
+                    };
+                    if let Some(m) = m {
+                        consider(m.start(), m.end());
+                    }
+                }
+            }
+            (Some(Matcher::Fancy(re)), g) => {
+                for c in re.captures_iter(text) {
+                    let c = c.map_err(|_| r)?;
+                    let m = match g {
+                        Group::Whole => c.get(0),
+                        Group::Index(i) => c.get(i),
+                        Group::FirstParticipating => (1..c.len()).find_map(|i| c.get(i)),
+                    };
+                    if let Some(m) = m {
+                        consider(m.start(), m.end());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the hits in `text`. See the module doc of `engine` for the
+    /// overlap rule.
+    fn apply(&self, text: &str, hits: &mut [Hit], base: Option<usize>, sc: &mut Scratch, st: &mut Stats) -> String {
+        hits.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
+        let mut out = String::with_capacity(text.len() + 32);
+        let mut pos = 0;
+        let mut i = 0;
+        while i < hits.len() {
+            let h = hits[i];
+            let mut end = h.end;
+            let mut widened = false;
+            i += 1;
+            while i < hits.len() && hits[i].start < end {
+                if hits[i].end > end {
+                    end = hits[i].end;
+                    widened = true;
+                }
+                i += 1;
+            }
+            let rule = &self.rules[h.rule as usize];
+            out.push_str(&text[pos..h.start]);
+            let value = &text[h.start..end];
+            if widened {
+                out.push_str(&rule.mask);
+            } else {
+                render(rule, &self.hash_key, value, &mut out);
+            }
+            st.rule_hits[h.rule as usize] += 1;
+            if let Some(f) = sc.findings.as_mut() {
+                f.push(finding(h.rule, base.map_or(0, |b| b + h.start), value));
+            }
+            pos = end;
+        }
+        out.push_str(&text[pos..]);
+        out
+    }
+}
+
+/// A finding with a masked preview: at most a quarter of the value and at
+/// most 4 characters.
+pub(crate) fn finding(rule: u32, offset: usize, value: &str) -> Finding {
+    let n = value.chars().count();
+    let keep = (n / 4).min(4);
+    let mut preview: String = value.chars().take(keep).collect();
+    preview.push('…');
+    Finding {
+        rule,
+        offset,
+        len: value.len(),
+        preview,
+    }
+}
+
+/// Whether `s` holds a `%XX` escape.
+pub(crate) fn has_percent_escape(s: &str) -> bool {
+    let b = s.as_bytes();
+    memchr::memchr_iter(b'%', b).any(|i| i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+}
+
+/// Decodes `%XX` escapes (`+` stays as it is: it is also a literal).
+/// `None` when there is nothing to decode or the result is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    if !has_percent_escape(s) {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_escapes_are_found_and_decoded() {
+        assert!(has_percent_escape("a%40b"));
+        assert!(!has_percent_escape("45%"));
+        assert!(!has_percent_escape("45%4"));
+        assert_eq!(percent_decode("ann%40example.com").as_deref(), Some("ann@example.com"));
+        assert_eq!(percent_decode("plain"), None);
+        assert_eq!(percent_decode("%ff%fe"), None, "not UTF-8 after decoding");
+    }
+
+    #[test]
+    fn previews_never_show_more_than_a_quarter() {
+        let f = finding(0, 3, "ghp_abcdefghijklmnop");
+        assert_eq!(f.preview, "ghp_…");
+        assert_eq!(finding(0, 0, "abc").preview, "…");
+    }
+}

@@ -1,0 +1,660 @@
+//! Compiling rule specs into a [`Ruleset`]: the immutable object the hot path
+//! reads.
+//!
+//! Compilation does every expensive thing once: regexes are built, keywords
+//! go into one Aho-Corasick automaton, rules without keywords go into one
+//! multi-pattern regex (so a clean line costs two linear scans whatever the
+//! number of rules), and field-name rules go into a hash index.
+
+use std::collections::HashMap;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind as AcMatchKind};
+use regex_automata::{MatchKind, PatternSet, meta};
+
+use super::RuleError;
+use super::action::HashKey;
+use super::spec::{ActionKind, Category, GroupSpec, PatternEngine, RuleFile, Source, TestSpec};
+use super::validate::Validator;
+
+/// Default backtrack limit suggested in messages; fancy rules must set one.
+pub const SUGGESTED_BACKTRACK_LIMIT: usize = 100_000;
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub category: Category,
+    pub action: ActionKind,
+    pub keep_last: usize,
+    /// The text a `mask` (and `drop` in text) puts in place of the value.
+    pub mask: String,
+    /// Literals, case-insensitive; the pattern only runs where one occurs.
+    pub keywords: Vec<String>,
+    /// Field names as written (`set-cookie`, `*password*`).
+    pub keys: Vec<String>,
+    pub pattern: Option<String>,
+    pub engine: PatternEngine,
+    pub(crate) matcher: Option<Matcher>,
+    pub(crate) group: Group,
+    pub(crate) validator: Option<Validator>,
+    pub tests: Vec<TestSpec>,
+    /// `file:line` of the rule's `id`, for messages.
+    pub origin: String,
+}
+
+#[derive(Debug)]
+pub(crate) enum Matcher {
+    Std(regex::Regex),
+    Fancy(fancy_regex::Regex),
+}
+
+/// Which span of a match is the value to redact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Group {
+    Whole,
+    Index(usize),
+    /// The first capture group that took part in the match: used by the
+    /// patterns derived from `keys`, which have one group per alternative.
+    FirstParticipating,
+}
+
+/// Compile-time options.
+#[derive(Debug, Default, Clone)]
+pub struct CompileOptions {
+    /// Key for `hash` actions. `None` makes a random per-process key
+    /// (tokens then correlate within one run only).
+    pub hash_key: Option<Vec<u8>>,
+}
+
+/// The compiled, immutable rule set.
+#[derive(Debug)]
+pub struct Ruleset {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) prefilter: Prefilter,
+    pub(crate) keys: KeyIndex,
+    pub(crate) hash_key: HashKey,
+    /// True when some rule without keywords is anchored (`^`, `$`): then a
+    /// raw JSON line's scan is no superset of its values' scans, and the
+    /// skip-the-parse fast path is off.
+    pub(crate) raw_scan_is_superset: bool,
+}
+
+/// Keyword automaton plus the one-pass set of keyword-less patterns.
+#[derive(Debug)]
+pub(crate) struct Prefilter {
+    ac: Option<AhoCorasick>,
+    /// For each Aho-Corasick pattern, the rules it enables.
+    ac_rules: Vec<Vec<u32>>,
+    set: Option<meta::Regex>,
+    /// For each pattern in `set`, its rule.
+    set_rules: Vec<u32>,
+    /// Rules that must always run (fancy rules without keywords).
+    always: Vec<u32>,
+}
+
+/// Normalised field names to rules.
+#[derive(Debug, Default)]
+pub(crate) struct KeyIndex {
+    exact: HashMap<String, u32>,
+    /// `(pieces between '*', starts with '*', ends with '*', rule)`.
+    globs: Vec<(Vec<String>, bool, bool, u32)>,
+}
+
+/// A set of rule indices, as a bitset. Reused across lines (no allocation
+/// once warm).
+#[derive(Debug, Default, Clone)]
+pub struct RuleBits(Vec<u64>);
+
+impl RuleBits {
+    pub fn reset(&mut self, n: usize) {
+        self.0.clear();
+        self.0.resize(n.div_ceil(64), 0);
+    }
+    pub fn insert(&mut self, i: u32) {
+        let i = i as usize;
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    pub fn contains(&self, i: u32) -> bool {
+        let i = i as usize;
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+    /// Set members in ascending order (rule order = priority order).
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some((wi * 64) as u32 + b)
+            })
+        })
+    }
+}
+
+impl Ruleset {
+    /// Compiles rule sources. Every problem in every file is collected, so
+    /// one run of `rules lint` shows them all.
+    pub fn compile(sources: &[Source], opts: &CompileOptions) -> Result<Ruleset, RuleError> {
+        let mut problems = Vec::new();
+        let mut rules = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for src in sources {
+            let file: RuleFile = match src.parse() {
+                Ok(f) => f,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            for spec in file.rules {
+                let line = src.line_of(spec.id.span().start);
+                let origin = format!("{}:{}", src.name, line);
+                let id = spec.id.get_ref().clone();
+                if let Some(prev) = seen.get(&id) {
+                    problems.push(RuleError::Invalid {
+                        origin: origin.clone(),
+                        id: id.clone(),
+                        message: format!("duplicate rule id (first defined at {prev})"),
+                    });
+                    continue;
+                }
+                seen.insert(id.clone(), origin.clone());
+                if !spec.enabled {
+                    continue;
+                }
+                match compile_rule(spec, src, origin) {
+                    Ok(r) => rules.push(r),
+                    Err(e) => problems.push(e),
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RuleError::Many(problems));
+        }
+        Self::from_rules(rules, opts)
+    }
+
+    /// Builds the indices over already compiled rules.
+    pub(crate) fn from_rules(rules: Vec<Rule>, opts: &CompileOptions) -> Result<Ruleset, RuleError> {
+        let mut ac_pats: Vec<String> = Vec::new();
+        let mut ac_index: HashMap<String, usize> = HashMap::new();
+        let mut ac_rules: Vec<Vec<u32>> = Vec::new();
+        let mut set_pats: Vec<String> = Vec::new();
+        let mut set_rules = Vec::new();
+        let mut always = Vec::new();
+        let mut keys = KeyIndex::default();
+        let mut raw_scan_is_superset = true;
+        for (i, r) in rules.iter().enumerate() {
+            let i = i as u32;
+            for k in &r.keys {
+                keys.insert(k, i);
+            }
+            if r.matcher.is_none() {
+                continue;
+            }
+            if !r.keywords.is_empty() {
+                for kw in &r.keywords {
+                    let norm = kw.to_ascii_lowercase();
+                    let slot = *ac_index.entry(norm.clone()).or_insert_with(|| {
+                        ac_pats.push(norm);
+                        ac_rules.push(Vec::new());
+                        ac_pats.len() - 1
+                    });
+                    if !ac_rules[slot].contains(&i) {
+                        ac_rules[slot].push(i);
+                    }
+                }
+            } else if let (Some(Matcher::Std(_)), Some(p)) = (&r.matcher, &r.pattern) {
+                let p = ascii_word_boundaries(p);
+                if is_anchored(&p) {
+                    raw_scan_is_superset = false;
+                }
+                set_pats.push(p);
+                set_rules.push(i);
+            } else {
+                always.push(i);
+            }
+        }
+        let ac = if ac_pats.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(AcMatchKind::Standard)
+                    .build(&ac_pats)
+                    .map_err(|e| RuleError::Internal(format!("keyword automaton: {e}")))?,
+            )
+        };
+        let set = if set_pats.is_empty() {
+            None
+        } else {
+            Some(
+                meta::Regex::builder()
+                    .configure(meta::Regex::config().match_kind(MatchKind::All))
+                    .build_many(&set_pats)
+                    .map_err(|e| RuleError::Internal(format!("multi-pattern set: {e}")))?,
+            )
+        };
+        Ok(Ruleset {
+            rules,
+            prefilter: Prefilter {
+                ac,
+                ac_rules,
+                set,
+                set_rules,
+                always,
+            },
+            keys,
+            hash_key: HashKey::new(opts.hash_key.clone()),
+            raw_scan_is_superset,
+        })
+    }
+
+    /// The compiled rules, in priority order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The index of the rule with this id.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.rules.iter().position(|r| r.id == id)
+    }
+
+    /// A ruleset of just one of this set's rules (for its test cases).
+    pub fn only(&self, idx: usize) -> Result<Ruleset, RuleError> {
+        let r = &self.rules[idx];
+        let rule = Rule {
+            id: r.id.clone(),
+            description: r.description.clone(),
+            category: r.category,
+            action: r.action,
+            keep_last: r.keep_last,
+            mask: r.mask.clone(),
+            keywords: r.keywords.clone(),
+            keys: r.keys.clone(),
+            pattern: r.pattern.clone(),
+            engine: r.engine,
+            matcher: r.matcher.clone(),
+            group: r.group,
+            validator: r.validator,
+            tests: r.tests.clone(),
+            origin: r.origin.clone(),
+        };
+        Self::from_rules(
+            vec![rule],
+            &CompileOptions {
+                hash_key: Some(self.hash_key.bytes().to_vec()),
+            },
+        )
+    }
+
+    /// Fills `out` with the rules worth running on `text`: rules whose
+    /// keyword occurs, rules of the multi-pattern set that match somewhere,
+    /// and the always-run rules.
+    pub(crate) fn candidates(&self, text: &str, out: &mut RuleBits, patset: &mut PatternSet) {
+        out.reset(self.rules.len());
+        let pf = &self.prefilter;
+        if let Some(ac) = &pf.ac {
+            for m in ac.find_overlapping_iter(text) {
+                for &r in &pf.ac_rules[m.pattern().as_usize()] {
+                    out.insert(r);
+                }
+            }
+        }
+        if let Some(set) = &pf.set {
+            patset.clear();
+            set.which_overlapping_matches(&regex_automata::Input::new(text), patset);
+            for p in patset.iter() {
+                out.insert(pf.set_rules[p.as_usize()]);
+            }
+        }
+        for &r in &pf.always {
+            out.insert(r);
+        }
+    }
+
+    /// A pattern set sized for this ruleset's multi-pattern regex.
+    pub(crate) fn new_patset(&self) -> PatternSet {
+        PatternSet::new(self.prefilter.set_rules.len())
+    }
+
+    /// The rule that applies to a field name, if any. `buf` is scratch.
+    pub(crate) fn key_rule(&self, key: &str, buf: &mut String) -> Option<u32> {
+        if self.keys.exact.is_empty() && self.keys.globs.is_empty() {
+            return None;
+        }
+        normalize_key(key, buf);
+        if let Some(&r) = self.keys.exact.get(buf.as_str()) {
+            return Some(r);
+        }
+        self.keys
+            .globs
+            .iter()
+            .find(|(pieces, open_start, open_end, _)| glob_match(buf, pieces, *open_start, *open_end))
+            .map(|g| g.3)
+    }
+}
+
+impl Clone for Matcher {
+    fn clone(&self) -> Self {
+        match self {
+            Matcher::Std(r) => Matcher::Std(r.clone()),
+            Matcher::Fancy(r) => Matcher::Fancy(r.clone()),
+        }
+    }
+}
+
+impl KeyIndex {
+    fn insert(&mut self, key: &str, rule: u32) {
+        let mut norm = String::new();
+        normalize_key(key, &mut norm);
+        if norm.contains('*') {
+            let pieces: Vec<String> = norm.split('*').filter(|p| !p.is_empty()).map(str::to_string).collect();
+            self.globs
+                .push((pieces, norm.starts_with('*'), norm.ends_with('*'), rule));
+        } else {
+            self.exact.entry(norm).or_insert(rule);
+        }
+    }
+}
+
+/// Lower-cases ASCII and drops `-`, `_`, `.` and spaces, so `Set-Cookie`,
+/// `set_cookie` and `setcookie` are one name.
+pub(crate) fn normalize_key(key: &str, out: &mut String) {
+    out.clear();
+    for c in key.chars() {
+        match c {
+            '-' | '_' | '.' | ' ' => {}
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+}
+
+fn glob_match(s: &str, pieces: &[String], open_start: bool, open_end: bool) -> bool {
+    let mut rest = s;
+    for (i, p) in pieces.iter().enumerate() {
+        if i == 0 && !open_start {
+            match rest.strip_prefix(p.as_str()) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == pieces.len() - 1 && !open_end {
+            return rest.ends_with(p.as_str());
+        } else {
+            match rest.find(p.as_str()) {
+                Some(at) => rest = &rest[at + p.len()..],
+                None => return false,
+            }
+        }
+    }
+    open_end || rest.is_empty()
+}
+
+/// Rewrites `\b` and `\B` outside character classes to their ASCII forms.
+///
+/// Why: a Unicode word boundary makes regex's lazy DFA give up on any
+/// non-ASCII byte and fall back to a much slower engine. Log lines carry
+/// non-ASCII often enough that this matters, and every secret format we
+/// match is ASCII.
+pub(crate) fn ascii_word_boundaries(p: &str) -> String {
+    let mut out = String::with_capacity(p.len() + 16);
+    let mut chars = p.chars().peekable();
+    let mut class_depth = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n @ ('b' | 'B')) if class_depth == 0 => {
+                    out.push_str("(?-u:\\");
+                    out.push(n);
+                    out.push(')');
+                }
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            },
+            '[' => {
+                class_depth += 1;
+                out.push(c);
+                // A ']' right after '[' or '[^' is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+            }
+            ']' if class_depth > 0 => {
+                class_depth -= 1;
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn is_anchored(p: &str) -> bool {
+    match regex_syntax::Parser::new().parse(p) {
+        Ok(hir) => {
+            let looks = hir.properties().look_set();
+            looks.contains(regex_syntax::hir::Look::Start)
+                || looks.contains(regex_syntax::hir::Look::End)
+                || looks.contains(regex_syntax::hir::Look::StartLF)
+                || looks.contains(regex_syntax::hir::Look::EndLF)
+                || looks.contains(regex_syntax::hir::Look::StartCRLF)
+                || looks.contains(regex_syntax::hir::Look::EndCRLF)
+        }
+        Err(_) => true,
+    }
+}
+
+/// The pattern a `keys` rule without a `pattern` uses in text: the same
+/// names as a JSON member (`"password": "..."`, also in truncated JSON) and
+/// as a `key=value` pair (logfmt, query strings).
+fn key_text_pattern(keys: &[String]) -> String {
+    let alts: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let mut s = String::new();
+            for c in k.chars() {
+                match c {
+                    '*' => s.push_str("[A-Za-z0-9_.-]*"),
+                    '-' | '_' | '.' | ' ' => s.push_str("[-_. ]?"),
+                    c => s.push_str(&regex::escape(&c.to_string())),
+                }
+            }
+            s
+        })
+        .collect();
+    let k = alts.join("|");
+    format!(
+        r#"(?i)"(?:{k})"\s*:\s*"((?:[^"\\]|\\.)*)"|"(?:{k})"\s*:\s*(-?[0-9][0-9.eE+-]*)|(?-u:\b)(?:{k})=([^\s&,;"'\\]+)"#
+    )
+}
+
+/// The longest separator-free piece of each key: a literal that every
+/// spelling of the key contains, to use as a prefilter keyword.
+fn key_keywords(keys: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in keys {
+        let best = k
+            .split(['*', '-', '_', '.', ' '])
+            .max_by_key(|p| p.len())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !best.is_empty() && !out.contains(&best) {
+            out.push(best);
+        }
+    }
+    out
+}
+
+fn compile_rule(spec: super::spec::RuleSpec, src: &Source, origin: String) -> Result<Rule, RuleError> {
+    let id = spec.id.into_inner();
+    let invalid = |origin: &str, message: String| RuleError::Invalid {
+        origin: origin.to_string(),
+        id: id.clone(),
+        message,
+    };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(invalid(&origin, "id must be non-empty and use only A-Z a-z 0-9 - _ .".into()));
+    }
+    if spec.pattern.is_none() && spec.keys.is_empty() {
+        return Err(invalid(&origin, "a rule needs a `pattern`, `keys`, or both".into()));
+    }
+    let validator = match &spec.validator {
+        None => None,
+        Some(v) => Some(Validator::from_name(v.get_ref(), spec.min_entropy).ok_or_else(|| {
+            invalid(
+                &format!("{}:{}", src.name, src.line_of(v.span().start)),
+                format!("unknown validator {:?} (known: {})", v.get_ref(), Validator::NAMES.join(", ")),
+            )
+        })?),
+    };
+    if spec.action == ActionKind::Partial && spec.keep_last.is_none() {
+        return Err(invalid(&origin, "action = \"partial\" needs keep_last".into()));
+    }
+    let (pattern, pattern_line, derived) = match &spec.pattern {
+        Some(p) => (p.get_ref().clone(), src.line_of(p.span().start), false),
+        None => (key_text_pattern(&spec.keys), src.line_of(0), true),
+    };
+    let at = format!("{}:{}", src.name, pattern_line);
+    let (matcher, group) = match spec.engine {
+        PatternEngine::Regex => {
+            let re = regex::RegexBuilder::new(&ascii_word_boundaries(&pattern))
+                .size_limit(1 << 24)
+                .build()
+                .map_err(|e| invalid(&at, format!("invalid pattern: {e}")))?;
+            if re.is_match("") {
+                return Err(invalid(&at, "pattern matches the empty string".into()));
+            }
+            let group = if derived {
+                Group::FirstParticipating
+            } else {
+                resolve_group(&spec.group, re.captures_len(), |n| {
+                    re.capture_names().position(|x| x == Some(n))
+                })
+                .map_err(|m| invalid(&at, m))?
+            };
+            (Matcher::Std(re), group)
+        }
+        PatternEngine::Fancy => {
+            let limit = spec.backtrack_limit.ok_or_else(|| {
+                invalid(
+                    &at,
+                    format!("engine = \"fancy\" needs backtrack_limit (for example {SUGGESTED_BACKTRACK_LIMIT})"),
+                )
+            })?;
+            let re = fancy_regex::RegexBuilder::new(&pattern)
+                .backtrack_limit(limit)
+                .build()
+                .map_err(|e| invalid(&at, format!("invalid pattern: {e}")))?;
+            if matches!(re.is_match(""), Ok(true)) {
+                return Err(invalid(&at, "pattern matches the empty string".into()));
+            }
+            let group = resolve_group(&spec.group, re.captures_len(), |n| {
+                re.capture_names().position(|x| x == Some(n))
+            })
+            .map_err(|m| invalid(&at, m))?;
+            (Matcher::Fancy(re), group)
+        }
+    };
+    let mut keywords: Vec<String> = spec.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+    if keywords.iter().any(String::is_empty) {
+        return Err(invalid(&origin, "empty keyword".into()));
+    }
+    if derived {
+        keywords = key_keywords(&spec.keys);
+    }
+    let mask = spec.replacement.clone().unwrap_or_else(|| format!("[REDACTED:{id}]"));
+    Ok(Rule {
+        description: spec.description,
+        category: spec.category,
+        action: spec.action,
+        keep_last: spec.keep_last.unwrap_or(0),
+        mask,
+        keywords,
+        keys: spec.keys,
+        pattern: spec.pattern.map(|p| p.into_inner()),
+        engine: spec.engine,
+        matcher: Some(matcher),
+        group,
+        validator,
+        tests: spec.tests,
+        origin,
+        id,
+    })
+}
+
+fn resolve_group(
+    g: &Option<GroupSpec>,
+    captures_len: usize,
+    by_name: impl Fn(&str) -> Option<usize>,
+) -> Result<Group, String> {
+    match g {
+        None => Ok(match by_name("secret") {
+            Some(i) => Group::Index(i),
+            None => Group::Whole,
+        }),
+        Some(GroupSpec::Index(0)) => Ok(Group::Whole),
+        Some(GroupSpec::Index(i)) if *i < captures_len => Ok(Group::Index(*i)),
+        Some(GroupSpec::Index(i)) => Err(format!("group {i} does not exist (pattern has {} groups)", captures_len - 1)),
+        Some(GroupSpec::Name(n)) => by_name(n)
+            .map(Group::Index)
+            .ok_or_else(|| format!("no capture group named {n:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_boundaries_become_ascii_outside_classes_only() {
+        assert_eq!(ascii_word_boundaries(r"\bab\B"), r"(?-u:\b)ab(?-u:\B)");
+        assert_eq!(ascii_word_boundaries(r"[\]b]\\b"), r"[\]b]\\b");
+        assert_eq!(ascii_word_boundaries(r"[]\b]"), r"[]\b]");
+    }
+
+    #[test]
+    fn keys_normalise_case_and_separators() {
+        let mut b = String::new();
+        normalize_key("Set-Cookie", &mut b);
+        assert_eq!(b, "setcookie");
+        normalize_key("card_number", &mut b);
+        assert_eq!(b, "cardnumber");
+    }
+
+    #[test]
+    fn globs_match_prefix_suffix_and_inner() {
+        let g = |s, p: &[&str], a, b| glob_match(s, &p.iter().map(|x| x.to_string()).collect::<Vec<_>>(), a, b);
+        assert!(g("dbpassword", &["password"], true, true));
+        assert!(g("passwordhash", &["password"], false, true));
+        assert!(!g("mypasswordx", &["password"], false, true));
+        assert!(g("xtoken", &["token"], true, false));
+        assert!(!g("tokencount", &["token"], true, false));
+    }
+
+    #[test]
+    fn rule_bits_iterate_in_order() {
+        let mut b = RuleBits::default();
+        b.reset(130);
+        for i in [129, 3, 64, 0] {
+            b.insert(i);
+        }
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 3, 64, 129]);
+        assert!(b.contains(64) && !b.contains(65));
+    }
+}

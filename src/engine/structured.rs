@@ -1,0 +1,244 @@
+//! Structured redaction: walk a JSON text token by token and rewrite only the
+//! values that need it.
+//!
+//! The output is built from the input plus a list of byte-range edits, so
+//! everything not redacted keeps its exact bytes (key order, whitespace,
+//! number spelling). Field-name (`keys`) rules apply at any depth and to the
+//! whole subtree under the field; `drop` removes the member with its comma.
+
+use crate::decode::json::{JsonError, Scanner, Token, decode_string, encode_string};
+
+use super::action::render;
+use super::redact::finding;
+use super::ruleset::{RuleBits, Ruleset};
+use super::spec::ActionKind;
+use super::{Scratch, Stats};
+
+/// Strings that hold JSON are walked too, up to this many levels deep.
+const MAX_EMBEDDED_DEPTH: u8 = 3;
+
+/// A byte range of the input replaced by `buf[from..to]`.
+struct Edit {
+    start: usize,
+    end: usize,
+    from: usize,
+    to: usize,
+}
+
+#[derive(Default)]
+struct Frame {
+    obj: bool,
+    /// A `keys` rule that covers every value under this container.
+    subtree: Option<u32>,
+    /// The `keys` rule of the current member (objects only).
+    member: Option<u32>,
+    /// End of the last member value kept, for removing a dropped last member's comma.
+    prev_kept_end: Option<usize>,
+    /// A dropped member waiting to know whether a member follows: `(key start, value end)`.
+    pending_drop: Option<(usize, usize)>,
+}
+
+struct Edits {
+    list: Vec<Edit>,
+    buf: String,
+}
+
+impl Edits {
+    /// Adds an edit after all earlier ones; earlier edits inside its range
+    /// are subsumed (a dropped member swallows what came before it).
+    fn push(&mut self, start: usize, end: usize, from: usize) {
+        while self.list.last().is_some_and(|e| e.start >= start) {
+            self.list.pop();
+        }
+        self.list.push(Edit {
+            start,
+            end,
+            from,
+            to: self.buf.len(),
+        });
+    }
+    fn replace_with(&mut self, start: usize, end: usize, f: impl FnOnce(&mut String)) {
+        let from = self.buf.len();
+        f(&mut self.buf);
+        self.push(start, end, from);
+    }
+    fn delete(&mut self, start: usize, end: usize) {
+        self.push(start, end, self.buf.len());
+    }
+}
+
+impl Ruleset {
+    /// Redacts a JSON text. `Ok(None)`: nothing changed. `Err`: not JSON
+    /// (the caller redacts it as text).
+    pub(crate) fn redact_json(
+        &self,
+        text: &str,
+        cands: Option<&RuleBits>,
+        sc: &mut Scratch,
+        st: &mut Stats,
+        depth: u8,
+    ) -> Result<Option<String>, JsonError> {
+        // Validate first, so that a malformed line has no effect on counters
+        // before it falls back to text. Tokenizing is cheap next to matching.
+        let mut check = Scanner::new(text);
+        while check.next()?.is_some() {}
+
+        let mut sc_ = Scanner::new(text);
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut edits = Edits {
+            list: Vec::new(),
+            buf: String::new(),
+        };
+        // A member being dropped: its key start and how many containers of
+        // its value are open.
+        let mut dropping: Option<(usize, usize)> = None;
+
+        while let Some(tok) = sc_.next()? {
+            if let Some((key_start, open)) = dropping.as_mut() {
+                let done_at = match tok {
+                    Token::ObjStart(_) | Token::ArrStart(_) => {
+                        *open += 1;
+                        None
+                    }
+                    Token::ObjEnd(p) | Token::ArrEnd(p) => {
+                        *open -= 1;
+                        (*open == 0).then_some(p + 1)
+                    }
+                    Token::Str { end, .. } | Token::Num { end, .. } | Token::Lit { end, .. } if *open == 0 => Some(end),
+                    _ => None,
+                };
+                if let Some(end) = done_at {
+                    let ks = *key_start;
+                    dropping = None;
+                    if let Some(f) = frames.last_mut() {
+                        f.pending_drop = Some((ks, end));
+                        f.member = None;
+                    }
+                }
+                continue;
+            }
+            match tok {
+                Token::Key { start, end, escaped } => {
+                    let Some(f) = frames.last_mut() else { continue };
+                    if let Some((ks, _)) = f.pending_drop.take() {
+                        edits.delete(ks, start);
+                    }
+                    f.member = None;
+                    if f.subtree.is_some() {
+                        continue;
+                    }
+                    let key = decode_string(&text[start..end], escaped)?;
+                    let Some(r) = self.key_rule(&key, &mut sc.keybuf) else { continue };
+                    if self.rules[r as usize].action == ActionKind::Drop {
+                        st.rule_hits[r as usize] += 1;
+                        if let Some(fs) = sc.findings.as_mut() {
+                            fs.push(finding(r, start, ""));
+                        }
+                        dropping = Some((start, 0));
+                    } else {
+                        f.member = Some(r);
+                    }
+                }
+                Token::ObjStart(_) | Token::ArrStart(_) => {
+                    let subtree = frames.last().and_then(|f| f.subtree.or(f.member));
+                    frames.push(Frame {
+                        obj: matches!(tok, Token::ObjStart(_)),
+                        subtree,
+                        ..Frame::default()
+                    });
+                }
+                Token::ObjEnd(p) | Token::ArrEnd(p) => {
+                    if let Some(f) = frames.pop() {
+                        if let Some((ks, ve)) = f.pending_drop {
+                            // The dropped member was the last: remove the comma before it.
+                            edits.delete(f.prev_kept_end.unwrap_or(ks), ve);
+                        }
+                    }
+                    value_done(&mut frames, p + 1);
+                }
+                Token::Str { start, end, escaped } => {
+                    let sensitive = frames.last().and_then(|f| f.subtree.or(f.member));
+                    let value = decode_string(&text[start..end], escaped)?;
+                    if let Some(r) = sensitive {
+                        self.replace_whole(r, &value, start, end, &mut edits, sc, st);
+                    } else if let Some(new) = self.redact_string_value(&value, cands, if escaped { start } else { start + 1 }, sc, st, depth) {
+                        edits.replace_with(start, end, |b| encode_string(&new, b));
+                    }
+                    value_done(&mut frames, end);
+                }
+                Token::Num { start, end } => {
+                    let sensitive = frames.last().and_then(|f| f.subtree.or(f.member));
+                    let num = &text[start..end];
+                    if let Some(r) = sensitive {
+                        self.replace_whole(r, num, start, end, &mut edits, sc, st);
+                    } else if let Some(new) = self.redact_text(num, cands, start, sc, st) {
+                        // A sensitive number (a card stored as a number)
+                        // becomes a string: the key stays, the value goes.
+                        edits.replace_with(start, end, |b| encode_string(&new, b));
+                    }
+                    value_done(&mut frames, end);
+                }
+                Token::Lit { end, .. } => value_done(&mut frames, end),
+            }
+        }
+        if edits.list.is_empty() {
+            return Ok(None);
+        }
+        let mut out = String::with_capacity(text.len() + edits.buf.len());
+        let mut pos = 0;
+        for e in &edits.list {
+            out.push_str(&text[pos..e.start]);
+            out.push_str(&edits.buf[e.from..e.to]);
+            pos = e.end;
+        }
+        out.push_str(&text[pos..]);
+        Ok(Some(out))
+    }
+
+    /// A value under a `keys` rule: replaced as a whole, whatever it is.
+    #[allow(clippy::too_many_arguments)]
+    fn replace_whole(&self, r: u32, value: &str, start: usize, end: usize, edits: &mut Edits, sc: &mut Scratch, st: &mut Stats) {
+        if value.is_empty() {
+            return; // nothing to hide, and "" is a useful signal in logs
+        }
+        let rule = &self.rules[r as usize];
+        st.rule_hits[r as usize] += 1;
+        if let Some(fs) = sc.findings.as_mut() {
+            fs.push(finding(r, start, value));
+        }
+        let mut rendered = String::new();
+        render(rule, &self.hash_key, value, &mut rendered);
+        edits.replace_with(start, end, |b| encode_string(&rendered, b));
+    }
+
+    /// A string value: embedded JSON is walked as JSON, anything else is
+    /// redacted as text.
+    fn redact_string_value(
+        &self,
+        value: &str,
+        cands: Option<&RuleBits>,
+        base: usize,
+        sc: &mut Scratch,
+        st: &mut Stats,
+        depth: u8,
+    ) -> Option<String> {
+        let t = value.trim_start();
+        if depth < MAX_EMBEDDED_DEPTH && (t.starts_with('{') || t.starts_with('[')) {
+            // Candidates of the outer scan are not valid here: the inner
+            // text was unescaped.
+            if let Ok(r) = self.redact_json(value, None, sc, st, depth + 1) {
+                return r;
+            }
+        }
+        self.redact_text(value, cands, base, sc, st)
+    }
+}
+
+fn value_done(frames: &mut [Frame], end: usize) {
+    if let Some(f) = frames.last_mut() {
+        if f.obj {
+            f.prev_kept_end = Some(end);
+            f.member = None;
+        }
+    }
+}
