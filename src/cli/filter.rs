@@ -29,7 +29,13 @@ pub fn run(args: &FilterArgs) -> Result<i32> {
 }
 
 /// The filter loop, over any reader and writer (tests use byte slices).
-pub fn filter(rs: &Ruleset, input: impl io::Read, output: impl Write, max_line: usize, stats: &mut Stats) -> io::Result<()> {
+pub fn filter(
+    rs: &Ruleset,
+    input: impl io::Read,
+    output: impl Write,
+    max_line: usize,
+    stats: &mut Stats,
+) -> io::Result<()> {
     let mut reader = LineReader::new(input, max_line);
     let mut out = io::BufWriter::with_capacity(256 * 1024, output);
     let mut scratch = Scratch::new(rs);
@@ -129,7 +135,12 @@ pub fn print_stats(rs: &Ruleset, st: &Stats) {
         .iter()
         .map(|k| format!("{}/{}={}", k.stage(), k.as_str(), st.failures(*k)))
         .collect();
-    let _ = writeln!(e, "redactd: secondary_failures={} ({})", st.total_failures(), fails.join(" "));
+    let _ = writeln!(
+        e,
+        "redactd: secondary_failures={} ({})",
+        st.total_failures(),
+        fails.join(" ")
+    );
     let mut hits: Vec<(u64, &str)> = rs
         .rules()
         .iter()

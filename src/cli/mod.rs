@@ -138,7 +138,9 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("redactd: internal error at {at} (details withheld: they could contain log content)");
+        eprintln!(
+            "redactd: internal error at {at} (details withheld: they could contain log content)"
+        );
     }));
 }
 
@@ -174,14 +176,16 @@ pub(crate) fn load_ruleset(args: &RuleArgs, extra: &[PathBuf]) -> Result<Ruleset
 
 fn read_hash_key(args: &RuleArgs) -> Result<Option<Vec<u8>>> {
     if let Some(var) = &args.hash_key_env {
-        let v = std::env::var_os(var).with_context(|| format!("--hash-key-env: environment variable {var} is not set"))?;
+        let v = std::env::var_os(var)
+            .with_context(|| format!("--hash-key-env: environment variable {var} is not set"))?;
         if v.is_empty() {
             bail!("--hash-key-env: environment variable {var} is empty");
         }
         return Ok(Some(v.into_encoded_bytes()));
     }
     if let Some(path) = &args.hash_key_file {
-        let mut v = std::fs::read(path).with_context(|| format!("--hash-key-file {}", path.display()))?;
+        let mut v =
+            std::fs::read(path).with_context(|| format!("--hash-key-file {}", path.display()))?;
         while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             v.pop();
         }

@@ -16,7 +16,9 @@ pub fn test(args: &RulePathArgs) -> Result<i32> {
         "rules test: {} rules, {} cases: {} passed, {} failed",
         report.rules,
         report.cases,
-        report.cases.saturating_sub(count_failed_cases(&report.failures)),
+        report
+            .cases
+            .saturating_sub(count_failed_cases(&report.failures)),
         report.failures.len()
     );
     Ok(i32::from(!report.failures.is_empty()))
@@ -56,7 +58,10 @@ pub fn lint(args: &RulePathArgs) -> Result<i32> {
 
 pub fn list(args: &RulePathArgs) -> Result<i32> {
     let rs = load_ruleset(&args.rules, &args.paths)?;
-    println!("{:<40} {:<11} {:<8} DESCRIPTION", "ID", "CATEGORY", "ACTION");
+    println!(
+        "{:<40} {:<11} {:<8} DESCRIPTION",
+        "ID", "CATEGORY", "ACTION"
+    );
     for r in rs.rules() {
         println!(
             "{:<40} {:<11} {:<8} {}",

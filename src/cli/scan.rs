@@ -23,7 +23,14 @@ pub fn run(args: &ScanArgs) -> Result<i32> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let (mut found, mut errors) = (0u64, 0u64);
     for f in &files {
-        match scan_file(&rs, f, args.max_line_bytes, &mut scratch, &mut stats, &mut out) {
+        match scan_file(
+            &rs,
+            f,
+            args.max_line_bytes,
+            &mut scratch,
+            &mut stats,
+            &mut out,
+        ) {
             Ok(n) => found += n,
             Err(e) if is_broken_pipe(&e) => return Ok(i32::from(found > 0)),
             Err(e) => {
@@ -38,18 +45,20 @@ pub fn run(args: &ScanArgs) -> Result<i32> {
         files.len() as u64 - errors,
         stats.lines,
         found,
-        if errors > 0 { format!(", {errors} files unreadable") } else { String::new() }
+        if errors > 0 {
+            format!(", {errors} files unreadable")
+        } else {
+            String::new()
+        }
     );
-    Ok(if errors > 0 {
-        2
-    } else {
-        i32::from(found > 0)
-    })
+    Ok(if errors > 0 { 2 } else { i32::from(found > 0) })
 }
 
 fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     if std::fs::metadata(p)?.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         entries.sort();
         for e in entries {
             // Do not follow symlinked directories: a link loop would never end.
@@ -81,7 +90,9 @@ fn scan_file(
                 rs.redact_line(data, scratch, stats);
                 (0, scratch.take_findings())
             }
-            Chunk::Piece { data, first, last, .. } => {
+            Chunk::Piece {
+                data, first, last, ..
+            } => {
                 if first {
                     line_no += 1;
                     piece_offset = 0;
@@ -100,7 +111,14 @@ fn scan_file(
     Ok(found)
 }
 
-fn report(out: &mut impl Write, path: &Path, line: u64, base: usize, rs: &Ruleset, f: &Finding) -> io::Result<()> {
+fn report(
+    out: &mut impl Write,
+    path: &Path,
+    line: u64,
+    base: usize,
+    rs: &Ruleset,
+    f: &Finding,
+) -> io::Result<()> {
     let rule = &rs.rules()[f.rule as usize];
     writeln!(
         out,

@@ -21,11 +21,25 @@ pub enum Token {
     ArrStart(usize),
     ArrEnd(usize),
     /// A member name. `escaped` when it holds a backslash escape.
-    Key { start: usize, end: usize, escaped: bool },
-    Str { start: usize, end: usize, escaped: bool },
-    Num { start: usize, end: usize },
+    Key {
+        start: usize,
+        end: usize,
+        escaped: bool,
+    },
+    Str {
+        start: usize,
+        end: usize,
+        escaped: bool,
+    },
+    Num {
+        start: usize,
+        end: usize,
+    },
     /// `true`, `false` or `null`.
-    Lit { start: usize, end: usize },
+    Lit {
+        start: usize,
+        end: usize,
+    },
 }
 
 /// Why a line is not JSON. The offset is a byte position, never content.
@@ -76,7 +90,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn err(&self, what: &'static str) -> JsonError {
-        JsonError { offset: self.pos, what }
+        JsonError {
+            offset: self.pos,
+            what,
+        }
     }
 
     fn skip_ws(&mut self) {
@@ -135,7 +152,11 @@ impl<'a> Scanner<'a> {
                     b'"' => {
                         let (start, end, escaped) = self.string()?;
                         self.expect = Expect::Colon;
-                        return Ok(Some(Token::Key { start, end, escaped }));
+                        return Ok(Some(Token::Key {
+                            start,
+                            end,
+                            escaped,
+                        }));
                     }
                     _ => return Err(self.err("expected a member name")),
                 },
@@ -150,7 +171,11 @@ impl<'a> Scanner<'a> {
         self.pos += 1;
         self.stack.pop();
         self.after_value();
-        if obj { Token::ObjEnd(at) } else { Token::ArrEnd(at) }
+        if obj {
+            Token::ObjEnd(at)
+        } else {
+            Token::ArrEnd(at)
+        }
     }
 
     fn value(&mut self, c: u8) -> Result<Token, JsonError> {
@@ -171,12 +196,19 @@ impl<'a> Scanner<'a> {
             b'"' => {
                 let (start, end, escaped) = self.string()?;
                 self.after_value();
-                Ok(Token::Str { start, end, escaped })
+                Ok(Token::Str {
+                    start,
+                    end,
+                    escaped,
+                })
             }
             b'-' | b'0'..=b'9' => {
                 self.number()?;
                 self.after_value();
-                Ok(Token::Num { start, end: self.pos })
+                Ok(Token::Num {
+                    start,
+                    end: self.pos,
+                })
             }
             b't' | b'f' | b'n' => {
                 let lit: &[u8] = match c {
@@ -189,7 +221,10 @@ impl<'a> Scanner<'a> {
                 }
                 self.pos += lit.len();
                 self.after_value();
-                Ok(Token::Lit { start, end: self.pos })
+                Ok(Token::Lit {
+                    start,
+                    end: self.pos,
+                })
             }
             _ => Err(self.err("expected a value")),
         }
@@ -205,7 +240,10 @@ impl<'a> Scanner<'a> {
             let rest = &self.b[self.pos..];
             // Jump to the next byte that needs a look: quote, backslash, or a
             // control character (which JSON forbids unescaped).
-            let Some(i) = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20) else {
+            let Some(i) = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            else {
                 self.pos = self.b.len();
                 return Err(self.err("unterminated string"));
             };
@@ -218,7 +256,9 @@ impl<'a> Scanner<'a> {
                 b'\\' => {
                     escaped = true;
                     match self.b.get(self.pos + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 2,
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 2
+                        }
                         Some(b'u') => {
                             let hex = self.b.get(self.pos + 2..self.pos + 6);
                             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
@@ -277,7 +317,9 @@ impl<'a> Scanner<'a> {
 /// (valid JSON syntax, not valid Unicode) is an error.
 pub fn decode_string(raw_with_quotes: &str, escaped: bool) -> Result<Cow<'_, str>, JsonError> {
     if !escaped {
-        return Ok(Cow::Borrowed(&raw_with_quotes[1..raw_with_quotes.len() - 1]));
+        return Ok(Cow::Borrowed(
+            &raw_with_quotes[1..raw_with_quotes.len() - 1],
+        ));
     }
     serde_json::from_str::<String>(raw_with_quotes)
         .map(Cow::Owned)
@@ -332,15 +374,39 @@ mod tests {
     fn reports_spans_for_keys_and_values() {
         let t = tokens(r#"{"a": "b\n", "n": -1.5e3, "l": [true, null]}"#).unwrap();
         assert_eq!(t[0], Token::ObjStart(0));
-        assert_eq!(t[1], Token::Key { start: 1, end: 4, escaped: false });
-        assert_eq!(t[2], Token::Str { start: 6, end: 11, escaped: true });
+        assert_eq!(
+            t[1],
+            Token::Key {
+                start: 1,
+                end: 4,
+                escaped: false
+            }
+        );
+        assert_eq!(
+            t[2],
+            Token::Str {
+                start: 6,
+                end: 11,
+                escaped: true
+            }
+        );
         assert!(matches!(t[4], Token::Num { start: 18, end: 24 }));
         assert_eq!(t.len(), 11);
     }
 
     #[test]
     fn rejects_truncated_and_trailing_input() {
-        for bad in [r#"{"a":"b""#, r#"{"a":1,}"#, r#"{"a" 1}"#, r#"{"a":1} x"#, r#"[1,2"#, r#"{"a":01}"#, "{\"a\":\"\u{1}\"}", r#""\x""#, r#"[tru]"#] {
+        for bad in [
+            r#"{"a":"b""#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1} x"#,
+            r#"[1,2"#,
+            r#"{"a":01}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#""\x""#,
+            r#"[tru]"#,
+        ] {
             assert!(tokens(bad).is_err(), "{bad}");
         }
     }

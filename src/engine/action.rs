@@ -39,14 +39,20 @@ impl std::fmt::Debug for HashKey {
 impl HashKey {
     pub fn new(key: Option<Vec<u8>>) -> HashKey {
         match key {
-            Some(k) if !k.is_empty() => HashKey { key: k, ephemeral: false },
+            Some(k) if !k.is_empty() => HashKey {
+                key: k,
+                ephemeral: false,
+            },
             _ => {
                 let mut k = vec![0u8; 32];
                 // If the OS has no randomness to give, a fixed key still
                 // redacts; it only makes tokens guessable by dictionary, and
                 // the flag below makes the CLI say so.
                 let _ = getrandom::fill(&mut k);
-                HashKey { key: k, ephemeral: true }
+                HashKey {
+                    key: k,
+                    ephemeral: true,
+                }
             }
         }
     }
@@ -93,7 +99,10 @@ pub fn render(rule: &Rule, key: &HashKey, value: &str, out: &mut String) {
             out.push_str(&rule.id);
             if keep > 0 {
                 out.push_str(":…");
-                let tail_start = value.char_indices().nth(chars - keep).map_or(value.len(), |(i, _)| i);
+                let tail_start = value
+                    .char_indices()
+                    .nth(chars - keep)
+                    .map_or(value.len(), |(i, _)| i);
                 out.push_str(&value[tail_start..]);
             }
             out.push(']');

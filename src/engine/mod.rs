@@ -60,9 +60,17 @@ pub enum RuleError {
         source: std::io::Error,
     },
     #[error("{file}:{line}: {message}")]
-    Syntax { file: String, line: usize, message: String },
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
     #[error("{origin}: rule {id:?}: {message}")]
-    Invalid { origin: String, id: String, message: String },
+    Invalid {
+        origin: String,
+        id: String,
+        message: String,
+    },
     #[error("{0}")]
     Internal(String),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
@@ -110,7 +118,9 @@ impl FailureKind {
     /// The pipeline stage the failure belongs to.
     pub fn stage(self) -> &'static str {
         match self {
-            FailureKind::InvalidUtf8 | FailureKind::MalformedJson | FailureKind::OversizeLine => "decode",
+            FailureKind::InvalidUtf8 | FailureKind::MalformedJson | FailureKind::OversizeLine => {
+                "decode"
+            }
             FailureKind::RuleError | FailureKind::Panic => "engine",
         }
     }
@@ -223,7 +233,10 @@ impl Scratch {
 
     /// Findings collected since the last call.
     pub fn take_findings(&mut self) -> Vec<Finding> {
-        self.findings.as_mut().map(std::mem::take).unwrap_or_default()
+        self.findings
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     fn take_bits(&mut self) -> RuleBits {
@@ -270,7 +283,9 @@ impl Ruleset {
                 let mut lossy = std::mem::take(&mut scratch.lossy);
                 lossy.clear();
                 lossy.push_str(&String::from_utf8_lossy(line));
-                let r = self.redact_str(&lossy, scratch, stats).unwrap_or_else(|| lossy.clone());
+                let r = self
+                    .redact_str(&lossy, scratch, stats)
+                    .unwrap_or_else(|| lossy.clone());
                 scratch.lossy = lossy;
                 Some(r)
             }
@@ -303,7 +318,7 @@ impl Ruleset {
         if lossy {
             stats.failure(FailureKind::InvalidUtf8);
         }
-        match self.redact_text(&text, None, 0, scratch, stats) {
+        match self.redact_text(&text, None, None, 0, scratch, stats) {
             None if !lossy => piece,
             r => {
                 let s = r.unwrap_or_else(|| text.into_owned());
@@ -318,7 +333,9 @@ impl Ruleset {
     fn redact_str(&self, s: &str, scratch: &mut Scratch, stats: &mut Stats) -> Option<String> {
         let first = s.bytes().find(|b| !b.is_ascii_whitespace());
         if matches!(first, Some(b'{' | b'[')) {
-            let fast = self.raw_scan_is_superset && memchr::memchr(b'\\', s.as_bytes()).is_none() && !redact::has_percent_escape(s);
+            let fast = self.raw_scan_is_superset
+                && memchr::memchr(b'\\', s.as_bytes()).is_none()
+                && !redact::has_percent_escape(s);
             let mut bits = scratch.take_bits();
             let cands = if fast {
                 self.candidates(s, &mut bits, &mut scratch.patset);
@@ -337,6 +354,6 @@ impl Ruleset {
                 Err(_) => stats.failure(FailureKind::MalformedJson),
             }
         }
-        self.redact_text(s, None, 0, scratch, stats)
+        self.redact_text(s, None, None, 0, scratch, stats)
     }
 }

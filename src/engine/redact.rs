@@ -11,17 +11,23 @@ impl Ruleset {
     /// Redacts free text. `cands` are the rules worth running (from a scan
     /// of an enclosing text that contains this one verbatim); `None` scans
     /// `text` itself. `base` is `text`'s offset in the line, for findings.
-    /// Returns `Some(new)` when anything changed.
+    /// `key` is the JSON member name the text is the value of: rules that
+    /// need a name next to the value (`AWS_SECRET_ACCESS_KEY=...`) see
+    /// `key=text`. Returns `Some(new)` when anything changed.
     pub(crate) fn redact_text(
         &self,
         text: &str,
         cands: Option<&RuleBits>,
+        key: Option<&str>,
         base: usize,
         sc: &mut Scratch,
         st: &mut Stats,
     ) -> Option<String> {
         let mut hits = sc.take_hits();
-        let mut result = match self.find_hits(text, cands, sc, &mut hits) {
+        let found = self
+            .find_hits(text, cands, sc, &mut hits)
+            .and_then(|()| key.map_or(Ok(()), |k| self.context_hits(k, text, sc, &mut hits)));
+        let mut result = match found {
             Err(rule) => Some(self.rule_failed(rule, st)),
             Ok(()) if hits.is_empty() => None,
             Ok(()) => Some(self.apply(text, &mut hits, Some(base), sc, st)),
@@ -52,6 +58,39 @@ impl Ruleset {
         }
         sc.put_hits(hits);
         result
+    }
+
+    /// Hits of rules whose keyword is in the member name `key`, found in
+    /// `key=text` and mapped back into `text`.
+    fn context_hits(
+        &self,
+        key: &str,
+        text: &str,
+        sc: &mut Scratch,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), u32> {
+        let mut bits = sc.take_bits();
+        self.keyword_candidates(key, &mut bits);
+        let mut res = Ok(());
+        if !bits.is_empty() {
+            let synth = format!("{key}={text}");
+            let off = key.len() + 1;
+            let mut tmp = sc.take_hits();
+            for r in bits.iter() {
+                if let Err(e) = self.rule_hits(r, &synth, &mut tmp) {
+                    res = Err(e);
+                    break;
+                }
+            }
+            hits.extend(tmp.iter().filter(|h| h.start >= off).map(|h| Hit {
+                start: h.start - off,
+                end: h.end - off,
+                rule: h.rule,
+            }));
+            sc.put_hits(tmp);
+        }
+        sc.put_bits(bits);
+        res
     }
 
     fn rule_failed(&self, rule: u32, st: &mut Stats) -> String {
@@ -104,7 +143,11 @@ impl Ruleset {
                     return;
                 }
             }
-            hits.push(Hit { start: s, end: e, rule: r });
+            hits.push(Hit {
+                start: s,
+                end: e,
+                rule: r,
+            });
         };
         match (&rule.matcher, rule.group) {
             (None, _) => {}
@@ -143,8 +186,20 @@ impl Ruleset {
 
     /// Replaces the hits in `text`. See the module doc of `engine` for the
     /// overlap rule.
-    fn apply(&self, text: &str, hits: &mut [Hit], base: Option<usize>, sc: &mut Scratch, st: &mut Stats) -> String {
-        hits.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(a.rule.cmp(&b.rule)));
+    fn apply(
+        &self,
+        text: &str,
+        hits: &mut [Hit],
+        base: Option<usize>,
+        sc: &mut Scratch,
+        st: &mut Stats,
+    ) -> String {
+        hits.sort_unstable_by(|a, b| {
+            a.start
+                .cmp(&b.start)
+                .then(b.end.cmp(&a.end))
+                .then(a.rule.cmp(&b.rule))
+        });
         let mut out = String::with_capacity(text.len() + 32);
         let mut pos = 0;
         let mut i = 0;
@@ -197,7 +252,8 @@ pub(crate) fn finding(rule: u32, offset: usize, value: &str) -> Finding {
 /// Whether `s` holds a `%XX` escape.
 pub(crate) fn has_percent_escape(s: &str) -> bool {
     let b = s.as_bytes();
-    memchr::memchr_iter(b'%', b).any(|i| i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+    memchr::memchr_iter(b'%', b)
+        .any(|i| i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
 }
 
 /// Decodes `%XX` escapes (`+` stays as it is: it is also a literal).
@@ -233,7 +289,10 @@ mod tests {
         assert!(has_percent_escape("a%40b"));
         assert!(!has_percent_escape("45%"));
         assert!(!has_percent_escape("45%4"));
-        assert_eq!(percent_decode("ann%40example.com").as_deref(), Some("ann@example.com"));
+        assert_eq!(
+            percent_decode("ann%40example.com").as_deref(),
+            Some("ann@example.com")
+        );
         assert_eq!(percent_decode("plain"), None);
         assert_eq!(percent_decode("%ff%fe"), None, "not UTF-8 after decoding");
     }

@@ -182,7 +182,10 @@ impl Ruleset {
     }
 
     /// Builds the indices over already compiled rules.
-    pub(crate) fn from_rules(rules: Vec<Rule>, opts: &CompileOptions) -> Result<Ruleset, RuleError> {
+    pub(crate) fn from_rules(
+        rules: Vec<Rule>,
+        opts: &CompileOptions,
+    ) -> Result<Ruleset, RuleError> {
         let mut ac_pats: Vec<String> = Vec::new();
         let mut ac_index: HashMap<String, usize> = HashMap::new();
         let mut ac_rules: Vec<Vec<u32>> = Vec::new();
@@ -229,6 +232,7 @@ impl Ruleset {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(AcMatchKind::Standard)
+                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                     .build(&ac_pats)
                     .map_err(|e| RuleError::Internal(format!("keyword automaton: {e}")))?,
             )
@@ -300,15 +304,8 @@ impl Ruleset {
     /// keyword occurs, rules of the multi-pattern set that match somewhere,
     /// and the always-run rules.
     pub(crate) fn candidates(&self, text: &str, out: &mut RuleBits, patset: &mut PatternSet) {
-        out.reset(self.rules.len());
+        self.keyword_candidates(text, out);
         let pf = &self.prefilter;
-        if let Some(ac) = &pf.ac {
-            for m in ac.find_overlapping_iter(text) {
-                for &r in &pf.ac_rules[m.pattern().as_usize()] {
-                    out.insert(r);
-                }
-            }
-        }
         if let Some(set) = &pf.set {
             patset.clear();
             set.which_overlapping_matches(&regex_automata::Input::new(text), patset);
@@ -318,6 +315,18 @@ impl Ruleset {
         }
         for &r in &pf.always {
             out.insert(r);
+        }
+    }
+
+    /// Fills `out` with the rules whose keyword occurs in `text` (only).
+    pub(crate) fn keyword_candidates(&self, text: &str, out: &mut RuleBits) {
+        out.reset(self.rules.len());
+        if let Some(ac) = &self.prefilter.ac {
+            for m in ac.find_overlapping_iter(text) {
+                for &r in &self.prefilter.ac_rules[m.pattern().as_usize()] {
+                    out.insert(r);
+                }
+            }
         }
     }
 
@@ -338,7 +347,9 @@ impl Ruleset {
         self.keys
             .globs
             .iter()
-            .find(|(pieces, open_start, open_end, _)| glob_match(buf, pieces, *open_start, *open_end))
+            .find(|(pieces, open_start, open_end, _)| {
+                glob_match(buf, pieces, *open_start, *open_end)
+            })
             .map(|g| g.3)
     }
 }
@@ -357,7 +368,11 @@ impl KeyIndex {
         let mut norm = String::new();
         normalize_key(key, &mut norm);
         if norm.contains('*') {
-            let pieces: Vec<String> = norm.split('*').filter(|p| !p.is_empty()).map(str::to_string).collect();
+            let pieces: Vec<String> = norm
+                .split('*')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
             self.globs
                 .push((pieces, norm.starts_with('*'), norm.ends_with('*'), rule));
         } else {
@@ -501,30 +516,53 @@ fn key_keywords(keys: &[String]) -> Vec<String> {
     out
 }
 
-fn compile_rule(spec: super::spec::RuleSpec, src: &Source, origin: String) -> Result<Rule, RuleError> {
+fn compile_rule(
+    spec: super::spec::RuleSpec,
+    src: &Source,
+    origin: String,
+) -> Result<Rule, RuleError> {
     let id = spec.id.into_inner();
     let invalid = |origin: &str, message: String| RuleError::Invalid {
         origin: origin.to_string(),
         id: id.clone(),
         message,
     };
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-        return Err(invalid(&origin, "id must be non-empty and use only A-Z a-z 0-9 - _ .".into()));
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            &origin,
+            "id must be non-empty and use only A-Z a-z 0-9 - _ .".into(),
+        ));
     }
     if spec.pattern.is_none() && spec.keys.is_empty() {
-        return Err(invalid(&origin, "a rule needs a `pattern`, `keys`, or both".into()));
+        return Err(invalid(
+            &origin,
+            "a rule needs a `pattern`, `keys`, or both".into(),
+        ));
     }
     let validator = match &spec.validator {
         None => None,
-        Some(v) => Some(Validator::from_name(v.get_ref(), spec.min_entropy).ok_or_else(|| {
-            invalid(
-                &format!("{}:{}", src.name, src.line_of(v.span().start)),
-                format!("unknown validator {:?} (known: {})", v.get_ref(), Validator::NAMES.join(", ")),
-            )
-        })?),
+        Some(v) => Some(
+            Validator::from_name(v.get_ref(), spec.min_entropy).ok_or_else(|| {
+                invalid(
+                    &format!("{}:{}", src.name, src.line_of(v.span().start)),
+                    format!(
+                        "unknown validator {:?} (known: {})",
+                        v.get_ref(),
+                        Validator::NAMES.join(", ")
+                    ),
+                )
+            })?,
+        ),
     };
     if spec.action == ActionKind::Partial && spec.keep_last.is_none() {
-        return Err(invalid(&origin, "action = \"partial\" needs keep_last".into()));
+        return Err(invalid(
+            &origin,
+            "action = \"partial\" needs keep_last".into(),
+        ));
     }
     let (pattern, pattern_line, derived) = match &spec.pattern {
         Some(p) => (p.get_ref().clone(), src.line_of(p.span().start), false),
@@ -571,14 +609,21 @@ fn compile_rule(spec: super::spec::RuleSpec, src: &Source, origin: String) -> Re
             (Matcher::Fancy(re), group)
         }
     };
-    let mut keywords: Vec<String> = spec.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
+    let mut keywords: Vec<String> = spec
+        .keywords
+        .iter()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
     if keywords.iter().any(String::is_empty) {
         return Err(invalid(&origin, "empty keyword".into()));
     }
     if derived {
         keywords = key_keywords(&spec.keys);
     }
-    let mask = spec.replacement.clone().unwrap_or_else(|| format!("[REDACTED:{id}]"));
+    let mask = spec
+        .replacement
+        .clone()
+        .unwrap_or_else(|| format!("[REDACTED:{id}]"));
     Ok(Rule {
         description: spec.description,
         category: spec.category,
@@ -610,7 +655,10 @@ fn resolve_group(
         }),
         Some(GroupSpec::Index(0)) => Ok(Group::Whole),
         Some(GroupSpec::Index(i)) if *i < captures_len => Ok(Group::Index(*i)),
-        Some(GroupSpec::Index(i)) => Err(format!("group {i} does not exist (pattern has {} groups)", captures_len - 1)),
+        Some(GroupSpec::Index(i)) => Err(format!(
+            "group {i} does not exist (pattern has {} groups)",
+            captures_len - 1
+        )),
         Some(GroupSpec::Name(n)) => by_name(n)
             .map(Group::Index)
             .ok_or_else(|| format!("no capture group named {n:?}")),
@@ -639,7 +687,14 @@ mod tests {
 
     #[test]
     fn globs_match_prefix_suffix_and_inner() {
-        let g = |s, p: &[&str], a, b| glob_match(s, &p.iter().map(|x| x.to_string()).collect::<Vec<_>>(), a, b);
+        let g = |s, p: &[&str], a, b| {
+            glob_match(
+                s,
+                &p.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+                a,
+                b,
+            )
+        };
         assert!(g("dbpassword", &["password"], true, true));
         assert!(g("passwordhash", &["password"], false, true));
         assert!(!g("mypasswordx", &["password"], false, true));

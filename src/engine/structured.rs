@@ -26,8 +26,11 @@ struct Edit {
 }
 
 #[derive(Default)]
-struct Frame {
+struct Frame<'t> {
     obj: bool,
+    /// The current member's name (objects), or the name the array is the
+    /// value of (arrays): context for rules that need a name.
+    key: Option<std::borrow::Cow<'t, str>>,
     /// A `keys` rule that covers every value under this container.
     subtree: Option<u32>,
     /// The `keys` rule of the current member (objects only).
@@ -84,7 +87,7 @@ impl Ruleset {
         while check.next()?.is_some() {}
 
         let mut sc_ = Scanner::new(text);
-        let mut frames: Vec<Frame> = Vec::new();
+        let mut frames: Vec<Frame<'_>> = Vec::new();
         let mut edits = Edits {
             list: Vec::new(),
             buf: String::new(),
@@ -104,7 +107,11 @@ impl Ruleset {
                         *open -= 1;
                         (*open == 0).then_some(p + 1)
                     }
-                    Token::Str { end, .. } | Token::Num { end, .. } | Token::Lit { end, .. } if *open == 0 => Some(end),
+                    Token::Str { end, .. } | Token::Num { end, .. } | Token::Lit { end, .. }
+                        if *open == 0 =>
+                    {
+                        Some(end)
+                    }
                     _ => None,
                 };
                 if let Some(end) = done_at {
@@ -118,17 +125,24 @@ impl Ruleset {
                 continue;
             }
             match tok {
-                Token::Key { start, end, escaped } => {
+                Token::Key {
+                    start,
+                    end,
+                    escaped,
+                } => {
                     let Some(f) = frames.last_mut() else { continue };
                     if let Some((ks, _)) = f.pending_drop.take() {
                         edits.delete(ks, start);
                     }
                     f.member = None;
+                    f.key = None;
                     if f.subtree.is_some() {
                         continue;
                     }
                     let key = decode_string(&text[start..end], escaped)?;
-                    let Some(r) = self.key_rule(&key, &mut sc.keybuf) else { continue };
+                    let rule = self.key_rule(&key, &mut sc.keybuf);
+                    f.key = Some(key);
+                    let Some(r) = rule else { continue };
                     if self.rules[r as usize].action == ActionKind::Drop {
                         st.rule_hits[r as usize] += 1;
                         if let Some(fs) = sc.findings.as_mut() {
@@ -141,9 +155,16 @@ impl Ruleset {
                 }
                 Token::ObjStart(_) | Token::ArrStart(_) => {
                     let subtree = frames.last().and_then(|f| f.subtree.or(f.member));
+                    let obj = matches!(tok, Token::ObjStart(_));
+                    let key = if obj {
+                        None
+                    } else {
+                        frames.last().and_then(|f| f.key.clone())
+                    };
                     frames.push(Frame {
-                        obj: matches!(tok, Token::ObjStart(_)),
+                        obj,
                         subtree,
+                        key,
                         ..Frame::default()
                     });
                 }
@@ -156,12 +177,24 @@ impl Ruleset {
                     }
                     value_done(&mut frames, p + 1);
                 }
-                Token::Str { start, end, escaped } => {
+                Token::Str {
+                    start,
+                    end,
+                    escaped,
+                } => {
                     let sensitive = frames.last().and_then(|f| f.subtree.or(f.member));
                     let value = decode_string(&text[start..end], escaped)?;
                     if let Some(r) = sensitive {
                         self.replace_whole(r, &value, start, end, &mut edits, sc, st);
-                    } else if let Some(new) = self.redact_string_value(&value, cands, if escaped { start } else { start + 1 }, sc, st, depth) {
+                    } else if let Some(new) = self.redact_string_value(
+                        &value,
+                        cands,
+                        frames.last().and_then(|f| f.key.as_deref()),
+                        if escaped { start } else { start + 1 },
+                        sc,
+                        st,
+                        depth,
+                    ) {
                         edits.replace_with(start, end, |b| encode_string(&new, b));
                     }
                     value_done(&mut frames, end);
@@ -171,7 +204,14 @@ impl Ruleset {
                     let num = &text[start..end];
                     if let Some(r) = sensitive {
                         self.replace_whole(r, num, start, end, &mut edits, sc, st);
-                    } else if let Some(new) = self.redact_text(num, cands, start, sc, st) {
+                    } else if let Some(new) = self.redact_text(
+                        num,
+                        cands,
+                        frames.last().and_then(|f| f.key.as_deref()),
+                        start,
+                        sc,
+                        st,
+                    ) {
                         // A sensitive number (a card stored as a number)
                         // becomes a string: the key stays, the value goes.
                         edits.replace_with(start, end, |b| encode_string(&new, b));
@@ -197,7 +237,16 @@ impl Ruleset {
 
     /// A value under a `keys` rule: replaced as a whole, whatever it is.
     #[allow(clippy::too_many_arguments)]
-    fn replace_whole(&self, r: u32, value: &str, start: usize, end: usize, edits: &mut Edits, sc: &mut Scratch, st: &mut Stats) {
+    fn replace_whole(
+        &self,
+        r: u32,
+        value: &str,
+        start: usize,
+        end: usize,
+        edits: &mut Edits,
+        sc: &mut Scratch,
+        st: &mut Stats,
+    ) {
         if value.is_empty() {
             return; // nothing to hide, and "" is a useful signal in logs
         }
@@ -217,6 +266,7 @@ impl Ruleset {
         &self,
         value: &str,
         cands: Option<&RuleBits>,
+        key: Option<&str>,
         base: usize,
         sc: &mut Scratch,
         st: &mut Stats,
@@ -230,15 +280,16 @@ impl Ruleset {
                 return r;
             }
         }
-        self.redact_text(value, cands, base, sc, st)
+        self.redact_text(value, cands, key, base, sc, st)
     }
 }
 
-fn value_done(frames: &mut [Frame], end: usize) {
+fn value_done(frames: &mut [Frame<'_>], end: usize) {
     if let Some(f) = frames.last_mut() {
         if f.obj {
             f.prev_kept_end = Some(end);
             f.member = None;
+            f.key = None;
         }
     }
 }

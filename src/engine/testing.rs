@@ -47,17 +47,22 @@ pub fn run_tests(rs: &Ruleset) -> TestReport {
         let alone = match rs.only(idx) {
             Ok(r) => r,
             Err(e) => {
-                report.failures.push(fail(format!("cannot build the rule alone: {e}")));
+                report
+                    .failures
+                    .push(fail(format!("cannot build the rule alone: {e}")));
                 continue;
             }
         };
         let (hits, misses) = rule.tests.iter().fold((0, 0), |(h, m), t| {
-            (h + usize::from(t.hit.is_some()), m + usize::from(t.miss.is_some()))
+            (
+                h + usize::from(t.hit.is_some()),
+                m + usize::from(t.miss.is_some()),
+            )
         });
         if hits == 0 || misses == 0 {
-            report
-                .failures
-                .push(fail("needs at least one `hit` and one `miss` test case".into()));
+            report.failures.push(fail(
+                "needs at least one `hit` and one `miss` test case".into(),
+            ));
         }
         let mut scratch = Scratch::new(&alone);
         for (n, case) in rule.tests.iter().enumerate() {
@@ -66,10 +71,13 @@ pub fn run_tests(rs: &Ruleset) -> TestReport {
             let mut stats = Stats::new(&alone);
             match (&case.hit, &case.miss) {
                 (Some(input), None) => {
-                    let (out, outcome) = alone.redact_line(input.as_bytes(), &mut scratch, &mut stats);
+                    let (out, outcome) =
+                        alone.redact_line(input.as_bytes(), &mut scratch, &mut stats);
                     let out = String::from_utf8_lossy(out).into_owned();
                     if outcome != Outcome::Redacted || stats.rule_hits[0] == 0 {
-                        report.failures.push(fail(format!("test {n}: hit case was not redacted: {input:?}")));
+                        report.failures.push(fail(format!(
+                            "test {n}: hit case was not redacted: {input:?}"
+                        )));
                     } else if let Some(want) = &case.output {
                         if &out != want {
                             report
@@ -78,23 +86,24 @@ pub fn run_tests(rs: &Ruleset) -> TestReport {
                         }
                     }
                     if stats.compliance_failures > 0 {
-                        report
-                            .failures
-                            .push(fail(format!("test {n}: verify found a residual after redaction: {out:?}")));
+                        report.failures.push(fail(format!(
+                            "test {n}: verify found a residual after redaction: {out:?}"
+                        )));
                     }
                 }
                 (None, Some(input)) => {
-                    let (out, outcome) = alone.redact_line(input.as_bytes(), &mut scratch, &mut stats);
+                    let (out, outcome) =
+                        alone.redact_line(input.as_bytes(), &mut scratch, &mut stats);
                     if outcome != Outcome::Clean {
                         let out = String::from_utf8_lossy(out);
-                        report
-                            .failures
-                            .push(fail(format!("test {n}: miss case was changed: {input:?} -> {out:?}")));
+                        report.failures.push(fail(format!(
+                            "test {n}: miss case was changed: {input:?} -> {out:?}"
+                        )));
                     }
                 }
-                _ => report
-                    .failures
-                    .push(fail(format!("test {n}: needs exactly one of `hit` or `miss`"))),
+                _ => report.failures.push(fail(format!(
+                    "test {n}: needs exactly one of `hit` or `miss`"
+                ))),
             }
         }
     }
@@ -112,7 +121,10 @@ pub fn lint(rs: &Ruleset) -> (Vec<Problem>, Vec<Problem>) {
             message,
         };
         let (hits, misses) = rule.tests.iter().fold((0, 0), |(h, m), t| {
-            (h + usize::from(t.hit.is_some()), m + usize::from(t.miss.is_some()))
+            (
+                h + usize::from(t.hit.is_some()),
+                m + usize::from(t.miss.is_some()),
+            )
         });
         if hits == 0 || misses == 0 {
             errors.push(p("needs at least one `hit` and one `miss` test case".into()));
@@ -123,14 +135,19 @@ pub fn lint(rs: &Ruleset) -> (Vec<Problem>, Vec<Problem>) {
             ));
         }
         if rule.engine == PatternEngine::Fancy && rule.keywords.is_empty() {
-            warnings.push(p("fancy rule without keywords runs on every value: give it keywords".into()));
+            warnings.push(p(
+                "fancy rule without keywords runs on every value: give it keywords".into(),
+            ));
         }
         if let Some(pat) = &rule.pattern {
             if let Ok(hir) = regex_syntax::Parser::new().parse(pat) {
                 // `regex` runs in linear time whatever the nesting; only a
                 // backtracking engine can blow up on it.
                 if rule.engine == PatternEngine::Fancy && nested_unbounded(&hir, false) {
-                    warnings.push(p("nested unbounded quantifiers: catastrophic backtracking risk (ReDoS)".into()));
+                    warnings.push(p(
+                        "nested unbounded quantifiers: catastrophic backtracking risk (ReDoS)"
+                            .into(),
+                    ));
                 }
             }
         }
@@ -149,7 +166,9 @@ fn nested_unbounded(h: &Hir, inside_rep: bool) -> bool {
             nested_unbounded(&r.sub, inside_rep || r.max.is_none_or(|m| m > 1))
         }
         HirKind::Capture(c) => nested_unbounded(&c.sub, inside_rep),
-        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(|x| nested_unbounded(x, inside_rep)),
+        HirKind::Concat(v) | HirKind::Alternation(v) => {
+            v.iter().any(|x| nested_unbounded(x, inside_rep))
+        }
         _ => false,
     }
 }

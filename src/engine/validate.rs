@@ -56,8 +56,9 @@ impl Validator {
     }
 
     /// The names accepted by [`Validator::from_name`], for error messages.
-    pub const NAMES: &'static [&'static str] =
-        &["luhn", "card", "iban", "ipv4", "ipv6", "phone", "token", "entropy"];
+    pub const NAMES: &'static [&'static str] = &[
+        "luhn", "card", "iban", "ipv4", "ipv6", "phone", "token", "entropy",
+    ];
 
     /// Checks the candidate `hay[start..end]`.
     pub fn check(&self, hay: &str, start: usize, end: usize) -> bool {
@@ -117,10 +118,14 @@ fn card(s: &str) -> bool {
     let p3 = p2 * 10 + u32::from(d[2]);
     let p4 = p3 * 10 + u32::from(d[3]);
     let issuer = match d[0] {
-        4 => true,                                       // Visa
-        5 => (51..=55).contains(&p2),                    // Mastercard
-        2 => (2221..=2720).contains(&p4),                // Mastercard 2-series
-        3 => matches!(p2, 34 | 37 | 36 | 38 | 39) || (300..=305).contains(&p3) || (3528..=3589).contains(&p4),
+        4 => true,                        // Visa
+        5 => (51..=55).contains(&p2),     // Mastercard
+        2 => (2221..=2720).contains(&p4), // Mastercard 2-series
+        3 => {
+            matches!(p2, 34 | 37 | 36 | 38 | 39)
+                || (300..=305).contains(&p3)
+                || (3528..=3589).contains(&p4)
+        }
         6 => p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || p2 == 62,
         _ => false,
     };
@@ -130,17 +135,83 @@ fn card(s: &str) -> bool {
 /// IBAN lengths by country (ISO 13616 registry).
 fn iban_length(cc: &[u8]) -> Option<usize> {
     Some(match cc {
-        b"AD" => 24, b"AE" => 23, b"AL" => 28, b"AT" => 20, b"AZ" => 28, b"BA" => 20, b"BE" => 16,
-        b"BG" => 22, b"BH" => 22, b"BR" => 29, b"BY" => 28, b"CH" => 21, b"CR" => 22, b"CY" => 28,
-        b"CZ" => 24, b"DE" => 22, b"DK" => 18, b"DO" => 28, b"EE" => 20, b"EG" => 29, b"ES" => 24,
-        b"FI" => 18, b"FO" => 18, b"FR" => 27, b"GB" => 22, b"GE" => 22, b"GI" => 23, b"GL" => 18,
-        b"GR" => 27, b"GT" => 28, b"HR" => 21, b"HU" => 28, b"IE" => 22, b"IL" => 23, b"IQ" => 23,
-        b"IS" => 26, b"IT" => 27, b"JO" => 30, b"KW" => 30, b"KZ" => 20, b"LB" => 28, b"LC" => 32,
-        b"LI" => 21, b"LT" => 20, b"LU" => 20, b"LV" => 21, b"MC" => 27, b"MD" => 24, b"ME" => 22,
-        b"MK" => 19, b"MR" => 27, b"MT" => 31, b"MU" => 30, b"NL" => 18, b"NO" => 15, b"PK" => 24,
-        b"PL" => 28, b"PS" => 29, b"PT" => 25, b"QA" => 29, b"RO" => 24, b"RS" => 22, b"SA" => 24,
-        b"SC" => 31, b"SE" => 24, b"SI" => 19, b"SK" => 24, b"SM" => 27, b"ST" => 25, b"SV" => 28,
-        b"TL" => 23, b"TN" => 24, b"TR" => 26, b"UA" => 29, b"VA" => 22, b"VG" => 24, b"XK" => 20,
+        b"AD" => 24,
+        b"AE" => 23,
+        b"AL" => 28,
+        b"AT" => 20,
+        b"AZ" => 28,
+        b"BA" => 20,
+        b"BE" => 16,
+        b"BG" => 22,
+        b"BH" => 22,
+        b"BR" => 29,
+        b"BY" => 28,
+        b"CH" => 21,
+        b"CR" => 22,
+        b"CY" => 28,
+        b"CZ" => 24,
+        b"DE" => 22,
+        b"DK" => 18,
+        b"DO" => 28,
+        b"EE" => 20,
+        b"EG" => 29,
+        b"ES" => 24,
+        b"FI" => 18,
+        b"FO" => 18,
+        b"FR" => 27,
+        b"GB" => 22,
+        b"GE" => 22,
+        b"GI" => 23,
+        b"GL" => 18,
+        b"GR" => 27,
+        b"GT" => 28,
+        b"HR" => 21,
+        b"HU" => 28,
+        b"IE" => 22,
+        b"IL" => 23,
+        b"IQ" => 23,
+        b"IS" => 26,
+        b"IT" => 27,
+        b"JO" => 30,
+        b"KW" => 30,
+        b"KZ" => 20,
+        b"LB" => 28,
+        b"LC" => 32,
+        b"LI" => 21,
+        b"LT" => 20,
+        b"LU" => 20,
+        b"LV" => 21,
+        b"MC" => 27,
+        b"MD" => 24,
+        b"ME" => 22,
+        b"MK" => 19,
+        b"MR" => 27,
+        b"MT" => 31,
+        b"MU" => 30,
+        b"NL" => 18,
+        b"NO" => 15,
+        b"PK" => 24,
+        b"PL" => 28,
+        b"PS" => 29,
+        b"PT" => 25,
+        b"QA" => 29,
+        b"RO" => 24,
+        b"RS" => 22,
+        b"SA" => 24,
+        b"SC" => 31,
+        b"SE" => 24,
+        b"SI" => 19,
+        b"SK" => 24,
+        b"SM" => 27,
+        b"ST" => 25,
+        b"SV" => 28,
+        b"TL" => 23,
+        b"TN" => 24,
+        b"TR" => 26,
+        b"UA" => 29,
+        b"VA" => 22,
+        b"VG" => 24,
+        b"XK" => 20,
         _ => return None,
     })
 }

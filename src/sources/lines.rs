@@ -94,7 +94,9 @@ impl<R: Read> LineReader<R> {
                 self.start = 0;
             }
             if self.buf.len() - self.end < READ_SIZE / 2 {
-                let want = (self.buf.len() * 2).min(self.max_line + READ_SIZE).max(self.end + READ_SIZE / 2);
+                let want = (self.buf.len() * 2)
+                    .min(self.max_line + READ_SIZE)
+                    .max(self.end + READ_SIZE / 2);
                 self.buf.resize(want, 0);
             }
             before_block();
@@ -158,8 +160,15 @@ mod tests {
         let mut out = Vec::new();
         while let Some(c) = r.next(|| {}).unwrap() {
             out.push(match c {
-                Chunk::Line { data, newline } => format!("L{}:{}", u8::from(newline), String::from_utf8_lossy(data)),
-                Chunk::Piece { data, first, last, newline } => format!(
+                Chunk::Line { data, newline } => {
+                    format!("L{}:{}", u8::from(newline), String::from_utf8_lossy(data))
+                }
+                Chunk::Piece {
+                    data,
+                    first,
+                    last,
+                    newline,
+                } => format!(
                     "P{}{}{}:{}",
                     u8::from(first),
                     u8::from(last),
@@ -173,7 +182,10 @@ mod tests {
 
     #[test]
     fn splits_lines_and_keeps_a_missing_final_newline() {
-        assert_eq!(collect(b"a\nbb\n\nc", 4096), vec!["L1:a", "L1:bb", "L1:", "L0:c"]);
+        assert_eq!(
+            collect(b"a\nbb\n\nc", 4096),
+            vec!["L1:a", "L1:bb", "L1:", "L0:c"]
+        );
         assert_eq!(collect(b"", 4096), Vec::<String>::new());
     }
 
