@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests: run the real `redactd` binary.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_redactd")
+}
+
+pub fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(p)
+}
+
+/// Runs `redactd args...` with `input` on stdin.
+pub fn run(args: &[&str], input: &[u8]) -> Output {
+    run_env(args, input, &[])
+}
+
+pub fn run_env(args: &[&str], input: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn redactd");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait redactd");
+    writer.join().expect("writer thread");
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Redacts `input` with the built-in rules; panics on a non-zero exit.
+pub fn redact(input: &str) -> String {
+    let o = run(&[], input.as_bytes());
+    assert!(o.status.success(), "redactd failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// All key paths of a JSON value, in document order (array indices omitted).
+pub fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let p = format!("{prefix}/{k}");
+                out.push(p.clone());
+                key_paths(v, &p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for v in a {
+                key_paths(v, prefix, out);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,272 @@
+//! The stdin filter, end to end: the real binary on realistic and nasty input.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+#[test]
+fn the_issue_example_keeps_json_keys_and_removes_all_four_values() {
+    let input = r#"{"user":{"email":"ann@example.com"},"password":"hunter2","msg":"paid with 4111 1111 1111 1111 from 10.1.2.3"}"#;
+    let out = redact(&format!("{input}\n"));
+    for secret in ["ann@example.com", "hunter2", "4111 1111 1111 1111", "10.1.2.3"] {
+        assert!(!out.contains(secret), "{secret} survived in {out}");
+    }
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(input).unwrap(), serde_json::from_str(out.trim_end()).unwrap());
+    let (mut ka, mut kb) = (vec![], vec![]);
+    key_paths(&a, "", &mut ka);
+    key_paths(&b, "", &mut kb);
+    assert_eq!(ka, kb, "same keys in the same order");
+}
+
+#[test]
+fn a_line_with_nothing_to_redact_comes_back_byte_for_byte() {
+    let input = concat!(
+        "{ \"level\" : \"info\",\t\"n\": 1.50e3, \"ok\":true, \"path\":\"/api/v1/items\", \"nested\": {\"a\": [1, 2, {\"b\": null}]} }\n",
+        "plain text line with   odd spacing and no secrets\n",
+        "\n",
+        "[1,2,3]\n"
+    );
+    assert_eq!(redact(input), input);
+}
+
+#[test]
+fn untouched_parts_of_a_redacted_json_line_keep_their_exact_bytes() {
+    let input = "{ \"a\" : 1.50e3 ,  \"email\":  \"ann@example.com\" , \"z\" : [ true ] }\n";
+    assert_eq!(redact(input), "{ \"a\" : 1.50e3 ,  \"email\":  \"[REDACTED:email]\" , \"z\" : [ true ] }\n");
+}
+
+#[test]
+fn field_name_rules_apply_at_any_depth_case_and_separator_insensitive() {
+    let input = r#"{"a":{"b":{"Set_Cookie":"sid=1","X-Api-Key":"k","DB-PASSWORD":"p","client_secret":{"v":"s","n":5}}}}"#;
+    let out = redact(&format!("{input}\n"));
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+    let b = &v["a"]["b"];
+    assert!(b["Set_Cookie"].as_str().unwrap().starts_with("[REDACTED"));
+    assert!(b["X-Api-Key"].as_str().unwrap().starts_with("[REDACTED"));
+    assert!(b["DB-PASSWORD"].as_str().unwrap().starts_with("[REDACTED"));
+    assert!(b["client_secret"]["v"].as_str().unwrap().starts_with("[REDACTED"), "subtree under a secret key");
+    assert!(b["client_secret"]["n"].as_str().unwrap().starts_with("[REDACTED"), "numbers too");
+}
+
+#[test]
+fn a_card_number_stored_as_a_json_number_is_caught() {
+    let out = redact("{\"card\":4111111111111111,\"qty\":3}\n");
+    assert!(!out.contains("4111111111111111"));
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+    assert_eq!(v["qty"], 3);
+}
+
+#[test]
+fn json_inside_a_string_and_url_encoded_values_are_redacted() {
+    let inner = r#"{\"auth\":{\"token\":\"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"}}"#;
+    let input = format!("{{\"body\":\"{inner}\",\"q\":\"a=1&email=ann%40example.com\"}}\n");
+    let out = redact(&input);
+    assert!(!out.contains("ghp_abcdefghijklmnopqrstuvwxyz0123456789"), "{out}");
+    assert!(!out.contains("ann%40example.com") && !out.contains("ann@example.com"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+    let body: serde_json::Value = serde_json::from_str(v["body"].as_str().unwrap()).expect("embedded JSON stays JSON");
+    assert!(body["auth"]["token"].as_str().unwrap().starts_with("[REDACTED"));
+}
+
+#[test]
+fn plain_text_kinds_are_redacted_in_place() {
+    let lines = [
+        (
+            r#"2001:db8::1 - - [14/May/2024:08:00:01 +0000] "GET /login?user=jo&password=Tr0ub4dor HTTP/1.1" 200 5"#,
+            "Tr0ub4dor",
+        ),
+        ("ts=2024-05-14T08:00:01Z level=warn msg=\"retry\" api_key=Xk9vQ2mLp8RtZ4wY7nB3", "Xk9vQ2mLp8RtZ4wY7nB3"),
+        (
+            r"java.sql.SQLException: login failed for jdbc:postgresql://db:5432/app?user=app&password=S3cr3tPw\n\tat org.postgresql.Driver.connect(Driver.java:1)",
+            "S3cr3tPw",
+        ),
+        ("proxy http://svc:hunter2pass@proxy.internal:3128 unreachable", "hunter2pass"),
+    ];
+    for (line, secret) in lines {
+        let out = redact(&format!("{line}\n"));
+        assert!(!out.contains(secret), "{secret} survived: {out}");
+        assert!(out.contains("[REDACTED:"), "{out}");
+    }
+}
+
+#[test]
+fn invalid_utf8_is_redacted_lossily_and_counted() {
+    let mut input = b"bad \xff\xfe bytes ann@example.com\n".to_vec();
+    input.extend_from_slice(b"next line\n");
+    let o = run(&["--stats"], &input);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(!out.contains("ann@example.com"));
+    assert_eq!(out.lines().count(), 2);
+    assert!(out.starts_with("bad \u{FFFD}\u{FFFD} bytes [REDACTED:email]"), "{out}");
+    assert!(stderr(&o).contains("decode/invalid_utf8=1"), "{}", stderr(&o));
+}
+
+#[test]
+fn truncated_json_is_redacted_as_text_and_counted() {
+    let o = run(&["--stats"], b"{\"user\":\"ann@example.com\",\"password\":\"hunter2\",\"msg\":\"tru\n");
+    let out = stdout(&o);
+    assert!(!out.contains("ann@example.com") && !out.contains("hunter2"), "{out}");
+    assert!(stderr(&o).contains("decode/malformed_json=1"));
+}
+
+#[test]
+fn over_long_lines_are_redacted_in_pieces_and_line_count_is_kept() {
+    let mut line = String::new();
+    while line.len() < 200_000 {
+        line.push_str("padding words here ann@example.com AKIAABCDEFGHIJKLMNOP more ");
+    }
+    let input = format!("{line}\nshort ann@example.com\n");
+    let o = run(&["--stats", "--max-line-bytes", "4096"], input.as_bytes());
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 2);
+    assert!(!out.contains("ann@example.com") && !out.contains("AKIAABCDEFGHIJKLMNOP"));
+    assert!(stderr(&o).contains("decode/oversize_line=1"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_ten_megabyte_line_is_handled_whole_by_default() {
+    let mut line = "x".repeat(10 * 1024 * 1024);
+    line.push_str(" ghp_abcdefghijklmnopqrstuvwxyz0123456789");
+    let o = run(&["--stats"], format!("{line}\n").as_bytes());
+    let out = stdout(&o);
+    assert!(out.ends_with(" [REDACTED:github-pat]\n"));
+    assert!(stderr(&o).contains("decode/oversize_line=0"));
+}
+
+#[test]
+fn deeply_nested_json_does_not_crash_and_is_redacted() {
+    let depth = 10_000;
+    let input = format!("{}\"ann@example.com\"{}\n", "[".repeat(depth), "]".repeat(depth));
+    let o = run(&[], input.as_bytes());
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(!out.contains("ann@example.com"));
+    assert_eq!(out.len(), input.len() - "ann@example.com".len() + "[REDACTED:email]".len());
+}
+
+#[test]
+fn crlf_nul_bytes_and_a_missing_final_newline_are_preserved() {
+    let out = redact("a ann@example.com\r\nb\0c\nlast ann@example.com");
+    assert_eq!(out, "a [REDACTED:email]\r\nb\0c\nlast [REDACTED:email]");
+}
+
+#[test]
+fn output_is_flushed_per_line_when_input_is_slow() {
+    let mut child = Command::new(bin())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for i in 0..3 {
+        writeln!(stdin, "event {i} from ann@example.com").unwrap();
+        stdin.flush().unwrap();
+        // The pipe stays open: the line must arrive without EOF.
+        let got = lines.next().unwrap().unwrap();
+        assert_eq!(got, format!("event {i} from [REDACTED:email]"));
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn hash_action_is_stable_with_a_key_and_differs_across_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("hash.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[[rules]]
+id = "user-hash"
+category = "pii"
+keys = ["user_id"]
+action = "hash"
+[[rules.tests]]
+hit = '{"user_id":"u-123"}'
+[[rules.tests]]
+miss = '{"id":"u-123"}'
+"#,
+    )
+    .unwrap();
+    let args = ["--no-default-rules", "--rules", rules.to_str().unwrap(), "--hash-key-env", "K"];
+    let input = b"{\"user_id\":\"u-123\"}\n{\"user_id\":\"u-123\"}\n{\"user_id\":\"u-456\"}\n";
+    let a = stdout(&run_env(&args, input, &[("K", "key-one")]));
+    let b = stdout(&run_env(&args, input, &[("K", "key-two")]));
+    let la: Vec<&str> = a.lines().collect();
+    assert!(la[0].starts_with("{\"user_id\":\"[HASH:user-hash:"), "{a}");
+    assert_eq!(la[0], la[1], "same value, same token");
+    assert_ne!(la[0], la[2]);
+    assert_ne!(a.lines().next(), b.lines().next(), "another key, another token");
+    assert!(!a.contains("u-123"));
+    let o = run_env(&args, input, &[]);
+    assert!(!o.status.success(), "a named but missing key variable is an error");
+}
+
+#[test]
+fn drop_action_removes_the_member_and_its_comma() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("drop.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[[rules]]
+id = "drop-debug"
+category = "credential"
+keys = ["debug_dump"]
+action = "drop"
+[[rules.tests]]
+hit = '{"a":1,"debug_dump":{"x":[1,2]}}'
+[[rules.tests]]
+miss = '{"a":1}'
+"#,
+    )
+    .unwrap();
+    let args = ["--no-default-rules", "--rules", rules.to_str().unwrap()];
+    let cases = [
+        (r#"{"a":1,"debug_dump":{"x":[1,2]},"b":2}"#, r#"{"a":1,"b":2}"#),
+        (r#"{"a":1,"debug_dump":"x"}"#, r#"{"a":1}"#),
+        (r#"{"debug_dump":"x","b":2}"#, r#"{"b":2}"#),
+        (r#"{"debug_dump":"x"}"#, r#"{}"#),
+        (r#"{"a":1,"debug_dump":1,"debug_dump":2,"b":{"debug_dump":[]}}"#, r#"{"a":1,"b":{}}"#),
+    ];
+    for (input, want) in cases {
+        let out = stdout(&run(&args, format!("{input}\n").as_bytes()));
+        assert_eq!(out.trim_end(), want, "for {input}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("still JSON");
+    }
+}
+
+#[test]
+fn redacting_twice_equals_redacting_once() {
+    let input = std::fs::read_to_string(fixture("labelled/corpus.log")).unwrap();
+    let once = redact(&input);
+    let twice = redact(&once);
+    assert_eq!(once, twice);
+}
+
+#[test]
+fn a_broken_rule_file_is_a_clear_error_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("bad.toml");
+    std::fs::write(&rules, "[[rules]]\nid = \"x\"\ncategory = \"secret\"\npattern = '(unclosed'\n").unwrap();
+    let o = run(&["--rules", rules.to_str().unwrap()], b"ann@example.com\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty(), "nothing forwarded when rules are broken");
+    let err = stderr(&o);
+    assert!(err.contains("bad.toml:4") && err.contains("invalid pattern"), "{err}");
+}
+
+#[test]
+fn stats_report_counts_without_content() {
+    let o = run(&["--stats"], b"ann@example.com and 10.1.2.3\nclean\n");
+    let err = stderr(&o);
+    assert!(err.contains("lines=2 redacted_lines=1 redactions=2"), "{err}");
+    assert!(err.contains("rule email hits=1") && err.contains("rule ipv4 hits=1"));
+    assert!(!err.contains("ann@example.com") && !err.contains("10.1.2.3"));
+}
