@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Throughput of redactd next to cat and sed on the shared corpus, in one run.
+#
+#   benches/compare.sh [MB]        (default 100; the corpus is cached in target/bench-compare)
+#
+# Every tool reads the corpus on stdin and writes a file; each is run RUNS
+# times (default 3) and the best time is kept. Printed: MB/s (10^6 bytes/s),
+# the ratio to cat in this same run (these machines are noisy: the ratio is
+# what holds), and the planted values that survived each tool's output
+# (check_survivors.py): speed never counts if values leak.
+set -euo pipefail
+
+MB=${1:-100}
+RUNS=${RUNS:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${SHARED_BENCH:-$root/../shared/bench}
+out=$root/target/bench-compare
+mkdir -p "$out"
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+bin=$root/target/release/redactd
+
+corpus=$out/corpus-$MB.jsonl
+planted=$out/planted-$MB.tsv
+if [ ! -s "$corpus" ] || [ ! -s "$planted" ]; then
+  python3 "$shared/gen_corpus.py" --mb "$MB" --seed 1 --manifest "$planted" > "$corpus"
+fi
+python3 "$shared/render_ruleset.py" sed > "$out/ref.sed"
+bytes=$(stat -c %s "$corpus")
+
+best() { # best wall time in seconds of RUNS runs of "$@" (stdin corpus, stdout file)
+  local name=$1; shift
+  local best=""
+  for _ in $(seq "$RUNS"); do
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" < "$corpus" > "$out/out.$name"
+    t1=$(date +%s.%N)
+    best=$(python3 -c "t=$t1-$t0; b='$best'; print(t if not b or t<float(b) else b)")
+  done
+  echo "$best"
+}
+
+declare -A secs
+secs[cat]=$(best cat cat)
+secs[sed]=$(best sed sed -E -f "$out/ref.sed")
+secs[redactd-ref]=$(best redactd-ref "$bin" --no-default-rules --rules "$root/benches/ruleset-reference.toml")
+secs[redactd-full]=$(best redactd-full "$bin")
+
+printf '\nmachine: %s, %s cores; corpus: %s MB (gen_corpus.py --mb %s --seed 1); best of %s runs\n' \
+  "$(uname -m)" "$(nproc)" "$((bytes / 1000000))" "$MB" "$RUNS"
+printf '%-14s %10s %10s %10s %14s\n' tool seconds MB/s x_cat survivors
+for t in cat sed redactd-ref redactd-full; do
+  s=${secs[$t]}
+  surv="-"
+  if [ "$t" != cat ]; then
+    surv=$(python3 "$shared/check_survivors.py" "$planted" "$out/out.$t" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print("%d/%d" % (d["survived"], d["planted"]))')
+  fi
+  python3 -c "
+b=$bytes; s=$s; c=${secs[cat]}
+print('%-14s %10.3f %10.1f %10.3f %14s' % ('$t', s, b/s/1e6, c/s, '$surv'))"
+done
+python3 -c "print('redactd-ref / sed: %.2fx' % (${secs[sed]}/${secs[redactd-ref]}))"
