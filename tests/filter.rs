@@ -10,11 +10,18 @@ use std::process::{Command, Stdio};
 fn the_issue_example_keeps_json_keys_and_removes_all_four_values() {
     let input = r#"{"user":{"email":"ann@example.com"},"password":"hunter2","msg":"paid with 4111 1111 1111 1111 from 10.1.2.3"}"#;
     let out = redact(&format!("{input}\n"));
-    for secret in ["ann@example.com", "hunter2", "4111 1111 1111 1111", "10.1.2.3"] {
+    for secret in [
+        "ann@example.com",
+        "hunter2",
+        "4111 1111 1111 1111",
+        "10.1.2.3",
+    ] {
         assert!(!out.contains(secret), "{secret} survived in {out}");
     }
-    let (a, b): (serde_json::Value, serde_json::Value) =
-        (serde_json::from_str(input).unwrap(), serde_json::from_str(out.trim_end()).unwrap());
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(input).unwrap(),
+        serde_json::from_str(out.trim_end()).unwrap(),
+    );
     let (mut ka, mut kb) = (vec![], vec![]);
     key_paths(&a, "", &mut ka);
     key_paths(&b, "", &mut kb);
@@ -35,7 +42,10 @@ fn a_line_with_nothing_to_redact_comes_back_byte_for_byte() {
 #[test]
 fn untouched_parts_of_a_redacted_json_line_keep_their_exact_bytes() {
     let input = "{ \"a\" : 1.50e3 ,  \"email\":  \"ann@example.com\" , \"z\" : [ true ] }\n";
-    assert_eq!(redact(input), "{ \"a\" : 1.50e3 ,  \"email\":  \"[REDACTED:email]\" , \"z\" : [ true ] }\n");
+    assert_eq!(
+        redact(input),
+        "{ \"a\" : 1.50e3 ,  \"email\":  \"[REDACTED:email]\" , \"z\" : [ true ] }\n"
+    );
 }
 
 #[test]
@@ -47,8 +57,20 @@ fn field_name_rules_apply_at_any_depth_case_and_separator_insensitive() {
     assert!(b["Set_Cookie"].as_str().unwrap().starts_with("[REDACTED"));
     assert!(b["X-Api-Key"].as_str().unwrap().starts_with("[REDACTED"));
     assert!(b["DB-PASSWORD"].as_str().unwrap().starts_with("[REDACTED"));
-    assert!(b["client_secret"]["v"].as_str().unwrap().starts_with("[REDACTED"), "subtree under a secret key");
-    assert!(b["client_secret"]["n"].as_str().unwrap().starts_with("[REDACTED"), "numbers too");
+    assert!(
+        b["client_secret"]["v"]
+            .as_str()
+            .unwrap()
+            .starts_with("[REDACTED"),
+        "subtree under a secret key"
+    );
+    assert!(
+        b["client_secret"]["n"]
+            .as_str()
+            .unwrap()
+            .starts_with("[REDACTED"),
+        "numbers too"
+    );
 }
 
 #[test]
@@ -64,11 +86,23 @@ fn json_inside_a_string_and_url_encoded_values_are_redacted() {
     let inner = r#"{\"auth\":{\"token\":\"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"}}"#;
     let input = format!("{{\"body\":\"{inner}\",\"q\":\"a=1&email=ann%40example.com\"}}\n");
     let out = redact(&input);
-    assert!(!out.contains("ghp_abcdefghijklmnopqrstuvwxyz0123456789"), "{out}");
-    assert!(!out.contains("ann%40example.com") && !out.contains("ann@example.com"), "{out}");
+    assert!(
+        !out.contains("ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("ann%40example.com") && !out.contains("ann@example.com"),
+        "{out}"
+    );
     let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
-    let body: serde_json::Value = serde_json::from_str(v["body"].as_str().unwrap()).expect("embedded JSON stays JSON");
-    assert!(body["auth"]["token"].as_str().unwrap().starts_with("[REDACTED"));
+    let body: serde_json::Value =
+        serde_json::from_str(v["body"].as_str().unwrap()).expect("embedded JSON stays JSON");
+    assert!(
+        body["auth"]["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("[REDACTED")
+    );
 }
 
 #[test]
@@ -78,12 +112,18 @@ fn plain_text_kinds_are_redacted_in_place() {
             r#"2001:db8::1 - - [14/May/2024:08:00:01 +0000] "GET /login?user=jo&password=Tr0ub4dor HTTP/1.1" 200 5"#,
             "Tr0ub4dor",
         ),
-        ("ts=2024-05-14T08:00:01Z level=warn msg=\"retry\" api_key=Xk9vQ2mLp8RtZ4wY7nB3", "Xk9vQ2mLp8RtZ4wY7nB3"),
+        (
+            "ts=2024-05-14T08:00:01Z level=warn msg=\"retry\" api_key=Xk9vQ2mLp8RtZ4wY7nB3",
+            "Xk9vQ2mLp8RtZ4wY7nB3",
+        ),
         (
             r"java.sql.SQLException: login failed for jdbc:postgresql://db:5432/app?user=app&password=S3cr3tPw\n\tat org.postgresql.Driver.connect(Driver.java:1)",
             "S3cr3tPw",
         ),
-        ("proxy http://svc:hunter2pass@proxy.internal:3128 unreachable", "hunter2pass"),
+        (
+            "proxy http://svc:hunter2pass@proxy.internal:3128 unreachable",
+            "hunter2pass",
+        ),
     ];
     for (line, secret) in lines {
         let out = redact(&format!("{line}\n"));
@@ -101,15 +141,28 @@ fn invalid_utf8_is_redacted_lossily_and_counted() {
     let out = stdout(&o);
     assert!(!out.contains("ann@example.com"));
     assert_eq!(out.lines().count(), 2);
-    assert!(out.starts_with("bad \u{FFFD}\u{FFFD} bytes [REDACTED:email]"), "{out}");
-    assert!(stderr(&o).contains("decode/invalid_utf8=1"), "{}", stderr(&o));
+    assert!(
+        out.starts_with("bad \u{FFFD}\u{FFFD} bytes [REDACTED:email]"),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("decode/invalid_utf8=1"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn truncated_json_is_redacted_as_text_and_counted() {
-    let o = run(&["--stats"], b"{\"user\":\"ann@example.com\",\"password\":\"hunter2\",\"msg\":\"tru\n");
+    let o = run(
+        &["--stats"],
+        b"{\"user\":\"ann@example.com\",\"password\":\"hunter2\",\"msg\":\"tru\n",
+    );
     let out = stdout(&o);
-    assert!(!out.contains("ann@example.com") && !out.contains("hunter2"), "{out}");
+    assert!(
+        !out.contains("ann@example.com") && !out.contains("hunter2"),
+        "{out}"
+    );
     assert!(stderr(&o).contains("decode/malformed_json=1"));
 }
 
@@ -124,7 +177,11 @@ fn over_long_lines_are_redacted_in_pieces_and_line_count_is_kept() {
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 2);
     assert!(!out.contains("ann@example.com") && !out.contains("AKIAABCDEFGHIJKLMNOP"));
-    assert!(stderr(&o).contains("decode/oversize_line=1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("decode/oversize_line=1"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -140,12 +197,19 @@ fn a_ten_megabyte_line_is_handled_whole_by_default() {
 #[test]
 fn deeply_nested_json_does_not_crash_and_is_redacted() {
     let depth = 10_000;
-    let input = format!("{}\"ann@example.com\"{}\n", "[".repeat(depth), "]".repeat(depth));
+    let input = format!(
+        "{}\"ann@example.com\"{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
     let o = run(&[], input.as_bytes());
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(!out.contains("ann@example.com"));
-    assert_eq!(out.len(), input.len() - "ann@example.com".len() + "[REDACTED:email]".len());
+    assert_eq!(
+        out.len(),
+        input.len() - "ann@example.com".len() + "[REDACTED:email]".len()
+    );
 }
 
 #[test]
@@ -194,7 +258,13 @@ miss = '{"id":"u-123"}'
 "#,
     )
     .unwrap();
-    let args = ["--no-default-rules", "--rules", rules.to_str().unwrap(), "--hash-key-env", "K"];
+    let args = [
+        "--no-default-rules",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--hash-key-env",
+        "K",
+    ];
     let input = b"{\"user_id\":\"u-123\"}\n{\"user_id\":\"u-123\"}\n{\"user_id\":\"u-456\"}\n";
     let a = stdout(&run_env(&args, input, &[("K", "key-one")]));
     let b = stdout(&run_env(&args, input, &[("K", "key-two")]));
@@ -202,10 +272,17 @@ miss = '{"id":"u-123"}'
     assert!(la[0].starts_with("{\"user_id\":\"[HASH:user-hash:"), "{a}");
     assert_eq!(la[0], la[1], "same value, same token");
     assert_ne!(la[0], la[2]);
-    assert_ne!(a.lines().next(), b.lines().next(), "another key, another token");
+    assert_ne!(
+        a.lines().next(),
+        b.lines().next(),
+        "another key, another token"
+    );
     assert!(!a.contains("u-123"));
     let o = run_env(&args, input, &[]);
-    assert!(!o.status.success(), "a named but missing key variable is an error");
+    assert!(
+        !o.status.success(),
+        "a named but missing key variable is an error"
+    );
 }
 
 #[test]
@@ -229,11 +306,17 @@ miss = '{"a":1}'
     .unwrap();
     let args = ["--no-default-rules", "--rules", rules.to_str().unwrap()];
     let cases = [
-        (r#"{"a":1,"debug_dump":{"x":[1,2]},"b":2}"#, r#"{"a":1,"b":2}"#),
+        (
+            r#"{"a":1,"debug_dump":{"x":[1,2]},"b":2}"#,
+            r#"{"a":1,"b":2}"#,
+        ),
         (r#"{"a":1,"debug_dump":"x"}"#, r#"{"a":1}"#),
         (r#"{"debug_dump":"x","b":2}"#, r#"{"b":2}"#),
         (r#"{"debug_dump":"x"}"#, r#"{}"#),
-        (r#"{"a":1,"debug_dump":1,"debug_dump":2,"b":{"debug_dump":[]}}"#, r#"{"a":1,"b":{}}"#),
+        (
+            r#"{"a":1,"debug_dump":1,"debug_dump":2,"b":{"debug_dump":[]}}"#,
+            r#"{"a":1,"b":{}}"#,
+        ),
     ];
     for (input, want) in cases {
         let out = stdout(&run(&args, format!("{input}\n").as_bytes()));
@@ -254,19 +337,32 @@ fn redacting_twice_equals_redacting_once() {
 fn a_broken_rule_file_is_a_clear_error_before_any_output() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("bad.toml");
-    std::fs::write(&rules, "[[rules]]\nid = \"x\"\ncategory = \"secret\"\npattern = '(unclosed'\n").unwrap();
+    std::fs::write(
+        &rules,
+        "[[rules]]\nid = \"x\"\ncategory = \"secret\"\npattern = '(unclosed'\n",
+    )
+    .unwrap();
     let o = run(&["--rules", rules.to_str().unwrap()], b"ann@example.com\n");
     assert_eq!(o.status.code(), Some(2));
-    assert!(o.stdout.is_empty(), "nothing forwarded when rules are broken");
+    assert!(
+        o.stdout.is_empty(),
+        "nothing forwarded when rules are broken"
+    );
     let err = stderr(&o);
-    assert!(err.contains("bad.toml:4") && err.contains("invalid pattern"), "{err}");
+    assert!(
+        err.contains("bad.toml:4") && err.contains("invalid pattern"),
+        "{err}"
+    );
 }
 
 #[test]
 fn stats_report_counts_without_content() {
     let o = run(&["--stats"], b"ann@example.com and 10.1.2.3\nclean\n");
     let err = stderr(&o);
-    assert!(err.contains("lines=2 redacted_lines=1 redactions=2"), "{err}");
+    assert!(
+        err.contains("lines=2 redacted_lines=1 redactions=2"),
+        "{err}"
+    );
     assert!(err.contains("rule email hits=1") && err.contains("rule ipv4 hits=1"));
     assert!(!err.contains("ann@example.com") && !err.contains("10.1.2.3"));
 }

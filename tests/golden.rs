@@ -19,13 +19,22 @@ fn golden_fixtures_redact_to_their_expected_output() {
     inputs.sort();
     assert!(inputs.len() >= 5, "golden fixtures missing");
     for input in inputs {
-        let expected_path = input.with_file_name(format!("{}.out", input.file_name().unwrap().to_str().unwrap()));
+        let expected_path = input.with_file_name(format!(
+            "{}.out",
+            input.file_name().unwrap().to_str().unwrap()
+        ));
         let got = redact(&std::fs::read_to_string(&input).unwrap());
         if bless {
             std::fs::write(&expected_path, &got).unwrap();
             continue;
         }
         let want = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        assert_eq!(got, want, "{} differs from {}", input.display(), expected_path.display());
+        assert_eq!(
+            got,
+            want,
+            "{} differs from {}",
+            input.display(),
+            expected_path.display()
+        );
     }
 }

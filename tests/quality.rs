@@ -44,13 +44,16 @@ fn labelled_corpus_meets_recall_precision_and_structure_bars() {
     }
     let recall = removed as f64 / secrets as f64;
     let precision = kept as f64 / keeps as f64;
-    println!("secrets removed {removed}/{secrets} ({recall:.4}), look-alikes kept {kept}/{keeps} ({precision:.4}); {misses:?}");
+    println!(
+        "secrets removed {removed}/{secrets} ({recall:.4}), look-alikes kept {kept}/{keeps} ({precision:.4}); {misses:?}"
+    );
     assert!(recall >= 0.995, "recall {recall:.4}: {misses:?}");
     assert!(precision >= 0.99, "look-alikes {precision:.4}: {misses:?}");
 
     for (i, (a, b)) in ins.iter().zip(&outs).enumerate() {
         if let Ok(va) = serde_json::from_str::<serde_json::Value>(a) {
-            let vb: serde_json::Value = serde_json::from_str(b).unwrap_or_else(|e| panic!("line {} no longer JSON: {e}", i + 1));
+            let vb: serde_json::Value = serde_json::from_str(b)
+                .unwrap_or_else(|e| panic!("line {} no longer JSON: {e}", i + 1));
             let (mut ka, mut kb) = (vec![], vec![]);
             key_paths(&va, "", &mut ka);
             key_paths(&vb, "", &mut kb);
@@ -63,7 +66,8 @@ fn labelled_corpus_meets_recall_precision_and_structure_bars() {
 fn shared_bench_corpus_sample_leaves_no_planted_value() {
     // A small slice of the shared generator's corpus, checked the same way
     // as the benchmark does (whole-word survival of each planted value).
-    let generator = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_corpus.py");
+    let generator =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_corpus.py");
     if !generator.exists() {
         eprintln!("skipping: {} not present", generator.display());
         return;
@@ -86,5 +90,10 @@ fn shared_bench_corpus_sample_leaves_no_planted_value() {
             survivors.push(row.to_string());
         }
     }
-    assert!(survivors.is_empty(), "{} planted values survived: {:?}", survivors.len(), &survivors[..survivors.len().min(5)]);
+    assert!(
+        survivors.is_empty(),
+        "{} planted values survived: {:?}",
+        survivors.len(),
+        &survivors[..survivors.len().min(5)]
+    );
 }

@@ -25,9 +25,23 @@ fn builtin_library_passes_its_own_tests_with_enough_rules() {
             cat == "secret" || cat == "credential"
         })
         .count();
-    assert!(secret_ids >= 120, "only {secret_ids} secret/credential rules");
-    for pii in ["email", "phone-e164", "credit-card", "us-ssn", "iban", "ipv4", "ipv6"] {
-        assert!(list.lines().any(|l| l.starts_with(&format!("{pii} "))), "missing {pii}");
+    assert!(
+        secret_ids >= 120,
+        "only {secret_ids} secret/credential rules"
+    );
+    for pii in [
+        "email",
+        "phone-e164",
+        "credit-card",
+        "us-ssn",
+        "iban",
+        "ipv4",
+        "ipv6",
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(&format!("{pii} "))),
+            "missing {pii}"
+        );
     }
 }
 
@@ -35,7 +49,11 @@ fn builtin_library_passes_its_own_tests_with_enough_rules() {
 fn builtin_library_lints_clean() {
     let o = run(&["rules", "lint"], b"");
     assert!(o.status.success(), "{}", stdout(&o));
-    assert!(stdout(&o).contains(" 0 errors, 0 warnings"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(" 0 errors, 0 warnings"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -75,21 +93,49 @@ validator = "luhnn"
     let o = run(&["rules", "lint", "--no-default-rules", &f], b"");
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("bad.toml:7: rule \"dup\": duplicate rule id (first defined at"), "{out}");
-    assert!(out.contains("bad.toml:14: rule \"empty\": pattern matches the empty string"), "{out}");
-    assert!(out.contains("bad.toml:20: rule \"fancy-unbounded\": engine = \"fancy\" needs backtrack_limit"), "{out}");
-    assert!(out.contains("bad.toml:26: rule \"bad-validator\": unknown validator \"luhnn\""), "{out}");
+    assert!(
+        out.contains("bad.toml:7: rule \"dup\": duplicate rule id (first defined at"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.toml:14: rule \"empty\": pattern matches the empty string"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "bad.toml:20: rule \"fancy-unbounded\": engine = \"fancy\" needs backtrack_limit"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.toml:26: rule \"bad-validator\": unknown validator \"luhnn\""),
+        "{out}"
+    );
 }
 
 #[test]
 fn lint_rejects_invalid_patterns_and_toml_syntax_with_line_numbers() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(&dir, "re.toml", "[[rules]]\nid = \"r\"\ncategory = \"secret\"\n\npattern = '[a-'\n");
+    let f = write(
+        &dir,
+        "re.toml",
+        "[[rules]]\nid = \"r\"\ncategory = \"secret\"\n\npattern = '[a-'\n",
+    );
     let out = stdout(&run(&["rules", "lint", "--no-default-rules", &f], b""));
-    assert!(out.contains("re.toml:5: rule \"r\": invalid pattern"), "{out}");
-    let g = write(&dir, "syntax.toml", "[[rules]]\nid = \"r\"\ncategory = \"secret\"\npattern = 'x'\nunknown_field = 1\n");
+    assert!(
+        out.contains("re.toml:5: rule \"r\": invalid pattern"),
+        "{out}"
+    );
+    let g = write(
+        &dir,
+        "syntax.toml",
+        "[[rules]]\nid = \"r\"\ncategory = \"secret\"\npattern = 'x'\nunknown_field = 1\n",
+    );
     let out = stdout(&run(&["rules", "lint", "--no-default-rules", &g], b""));
-    assert!(out.contains("syntax.toml:5:") && out.contains("unknown field"), "{out}");
+    assert!(
+        out.contains("syntax.toml:5:") && out.contains("unknown field"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -118,8 +164,14 @@ miss = "c"
 "#,
     );
     let out = stdout(&run(&["rules", "lint", "--no-default-rules", &f], b""));
-    assert!(out.contains("rule \"no-tests\": needs at least one `hit` and one `miss`"), "{out}");
-    assert!(out.contains("warning:") && out.contains("rule \"redos\": nested unbounded quantifiers"), "{out}");
+    assert!(
+        out.contains("rule \"no-tests\": needs at least one `hit` and one `miss`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning:") && out.contains("rule \"redos\": nested unbounded quantifiers"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -143,7 +195,10 @@ miss = "acme_0123456789abcdef"
     let o = run(&["rules", "test", "--no-default-rules", &f], b"");
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(out.contains("u.toml:2: rule \"acme-key\": test 2: miss case was changed"), "{out}");
+    assert!(
+        out.contains("u.toml:2: rule \"acme-key\": test 2: miss case was changed"),
+        "{out}"
+    );
     assert!(out.contains("2 cases: 1 passed, 1 failed"), "{out}");
 }
 
@@ -178,5 +233,8 @@ fn list_shows_id_category_and_action() {
     let out = stdout(&run(&["rules", "list"], b""));
     assert!(out.lines().next().unwrap().starts_with("ID"));
     let card = out.lines().find(|l| l.starts_with("credit-card ")).unwrap();
-    assert!(card.contains(" pii ") && card.contains(" partial "), "{card}");
+    assert!(
+        card.contains(" pii ") && card.contains(" partial "),
+        "{card}"
+    );
 }

@@ -15,9 +15,20 @@ fn scan_reports_file_line_column_and_rule_and_exits_one() {
     let out = stdout(&o);
     let p = f.display().to_string();
     assert!(out.contains(&format!("{p}:2:6: email [pii]")), "{out}");
-    assert!(out.contains(&format!("{p}:3:")) && out.contains("[credential]"), "{out}");
-    assert!(!out.contains("ann@example.com") && !out.contains("ghp_abcdefghijklmnopqrstuvwxyz0123456789"), "{out}");
-    assert!(stderr(&o).contains("scanned 2 files, 4 lines"), "{}", stderr(&o));
+    assert!(
+        out.contains(&format!("{p}:3:")) && out.contains("[credential]"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("ann@example.com")
+            && !out.contains("ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("scanned 2 files, 4 lines"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -29,8 +29,12 @@ pub struct Rule {
     pub keep_last: usize,
     /// The text a `mask` (and `drop` in text) puts in place of the value.
     pub mask: String,
-    /// Literals, case-insensitive; the pattern only runs where one occurs.
+    /// Literals; the pattern only runs where one occurs.
     pub keywords: Vec<String>,
+    /// Keywords match exactly as written (provider prefixes such as `SG.`
+    /// or `sk_live_` are case-sensitive by their spec); default: ignore
+    /// ASCII case.
+    pub keywords_case_sensitive: bool,
     /// Field names as written (`set-cookie`, `*password*`).
     pub keys: Vec<String>,
     pub pattern: Option<String>,
@@ -84,8 +88,9 @@ pub struct Ruleset {
 #[derive(Debug)]
 pub(crate) struct Prefilter {
     ac: Option<AhoCorasick>,
-    /// For each Aho-Corasick pattern, the rules it enables.
-    ac_rules: Vec<Vec<u32>>,
+    /// For each Aho-Corasick pattern (lower-cased), the rules it enables,
+    /// with the exact spelling for rules whose keywords are case-sensitive.
+    ac_rules: Vec<Vec<(u32, Option<Box<str>>)>>,
     set: Option<meta::Regex>,
     /// For each pattern in `set`, its rule.
     set_rules: Vec<u32>,
@@ -188,7 +193,7 @@ impl Ruleset {
     ) -> Result<Ruleset, RuleError> {
         let mut ac_pats: Vec<String> = Vec::new();
         let mut ac_index: HashMap<String, usize> = HashMap::new();
-        let mut ac_rules: Vec<Vec<u32>> = Vec::new();
+        let mut ac_rules: Vec<Vec<(u32, Option<Box<str>>)>> = Vec::new();
         let mut set_pats: Vec<String> = Vec::new();
         let mut set_rules = Vec::new();
         let mut always = Vec::new();
@@ -210,8 +215,11 @@ impl Ruleset {
                         ac_rules.push(Vec::new());
                         ac_pats.len() - 1
                     });
-                    if !ac_rules[slot].contains(&i) {
-                        ac_rules[slot].push(i);
+                    let exact = r
+                        .keywords_case_sensitive
+                        .then(|| kw.clone().into_boxed_str());
+                    if !ac_rules[slot].iter().any(|(x, e)| *x == i && *e == exact) {
+                        ac_rules[slot].push((i, exact));
                     }
                 }
             } else if let (Some(Matcher::Std(_)), Some(p)) = (&r.matcher, &r.pattern) {
@@ -242,7 +250,14 @@ impl Ruleset {
         } else {
             Some(
                 meta::Regex::builder()
-                    .configure(meta::Regex::config().match_kind(MatchKind::All))
+                    // No literal prefilter: the set's literals are things
+                    // like "any digit", which would stop the scan at every
+                    // digit. One pass of the lazy DFA is faster here.
+                    .configure(
+                        meta::Regex::config()
+                            .match_kind(MatchKind::All)
+                            .auto_prefilter(false),
+                    )
                     .build_many(&set_pats)
                     .map_err(|e| RuleError::Internal(format!("multi-pattern set: {e}")))?,
             )
@@ -283,6 +298,7 @@ impl Ruleset {
             keep_last: r.keep_last,
             mask: r.mask.clone(),
             keywords: r.keywords.clone(),
+            keywords_case_sensitive: r.keywords_case_sensitive,
             keys: r.keys.clone(),
             pattern: r.pattern.clone(),
             engine: r.engine,
@@ -323,8 +339,16 @@ impl Ruleset {
         out.reset(self.rules.len());
         if let Some(ac) = &self.prefilter.ac {
             for m in ac.find_overlapping_iter(text) {
-                for &r in &self.prefilter.ac_rules[m.pattern().as_usize()] {
-                    out.insert(r);
+                for (r, exact) in &self.prefilter.ac_rules[m.pattern().as_usize()] {
+                    // One case-insensitive automaton serves both kinds of
+                    // keyword; case-sensitive ones are confirmed here, on
+                    // the (rare) match only.
+                    if exact
+                        .as_deref()
+                        .is_none_or(|e| text.as_bytes()[m.start()..m.end()] == *e.as_bytes())
+                    {
+                        out.insert(*r);
+                    }
                 }
             }
         }
@@ -609,11 +633,7 @@ fn compile_rule(
             (Matcher::Fancy(re), group)
         }
     };
-    let mut keywords: Vec<String> = spec
-        .keywords
-        .iter()
-        .map(|k| k.to_ascii_lowercase())
-        .collect();
+    let mut keywords: Vec<String> = spec.keywords.clone();
     if keywords.iter().any(String::is_empty) {
         return Err(invalid(&origin, "empty keyword".into()));
     }
@@ -631,6 +651,7 @@ fn compile_rule(
         keep_last: spec.keep_last.unwrap_or(0),
         mask,
         keywords,
+        keywords_case_sensitive: spec.keywords_case_sensitive && !derived,
         keys: spec.keys,
         pattern: spec.pattern.map(|p| p.into_inner()),
         engine: spec.engine,
@@ -711,5 +732,33 @@ mod tests {
         }
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 3, 64, 129]);
         assert!(b.contains(64) && !b.contains(65));
+    }
+}
+
+#[cfg(test)]
+mod keyword_tests {
+    use super::*;
+
+    fn compile(text: &str) -> Ruleset {
+        let src = Source {
+            name: "t.toml".into(),
+            text: text.into(),
+        };
+        Ruleset::compile(&[src], &CompileOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn case_sensitive_keywords_match_only_their_spelling() {
+        let rs = compile(
+            "[[rules]]\nid='a'\ncategory='secret'\npattern='AKIA[0-9A-Z]{16}'\nkeywords=['AKIA']\nkeywords_case_sensitive=true\n\
+             [[rules]]\nid='b'\ncategory='secret'\npattern='(?i)pass=\\w+'\nkeywords=['PASS=']\n",
+        );
+        let mut bits = RuleBits::default();
+        rs.keyword_candidates("x AKIAABCDEFGHIJKLMNOP", &mut bits);
+        assert_eq!(bits.iter().collect::<Vec<_>>(), vec![0]);
+        rs.keyword_candidates("x akiaabcdefghijklmnop", &mut bits);
+        assert!(bits.is_empty());
+        rs.keyword_candidates("x pass=1", &mut bits);
+        assert_eq!(bits.iter().collect::<Vec<_>>(), vec![1]);
     }
 }

@@ -96,6 +96,8 @@ pub struct RuleSpec {
     #[serde(default)]
     pub keywords: Vec<String>,
     #[serde(default)]
+    pub keywords_case_sensitive: bool,
+    #[serde(default)]
     pub keys: Vec<String>,
     pub validator: Option<Spanned<String>>,
     pub min_entropy: Option<f64>,

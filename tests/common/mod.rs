@@ -10,7 +10,9 @@ pub fn bin() -> &'static str {
 }
 
 pub fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(p)
 }
 
 /// Runs `redactd args...` with `input` on stdin.
@@ -20,7 +22,10 @@ pub fn run(args: &[&str], input: &[u8]) -> Output {
 
 pub fn run_env(args: &[&str], input: &[u8], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin());
-    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }

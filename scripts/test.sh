@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run calls this script) and what a
+# developer runs before pushing. Installs what the tests need on a Debian
+# machine, then: format check, unit + integration tests, the rule library's
+# lint and own test cases, and a compile check of the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found: install the Rust toolchain (stable >= 1.95) first" >&2
+  exit 2
+fi
+
+# Debian packages the tests use: python3 runs the shared corpus generator.
+missing=()
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}"
+  fi
+fi
+
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo build --locked --bins
+cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+./target/debug/redactd rules lint
+./target/debug/redactd rules test | tee -a "$log"
+./target/debug/redactd rules test --no-default-rules benches/ruleset-reference.toml | tee -a "$log"
+cargo check --locked --benches --quiet
+
+# One closing line over everything that ran: cargo's test binaries and the
+# rule files' own cases.
+python3 - "$log" <<'PY'
+import re, sys
+passed = failed = 0
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed", line) or re.search(r"^rules test: .*: (\d+) passed, (\d+) failed", line)
+    if m:
+        passed += int(m.group(1)); failed += int(m.group(2))
+print("summary: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed or not passed else 0)
+PY
