@@ -366,3 +366,25 @@ fn stats_report_counts_without_content() {
     assert!(err.contains("rule email hits=1") && err.contains("rule ipv4 hits=1"));
     assert!(!err.contains("ann@example.com") && !err.contains("10.1.2.3"));
 }
+
+#[test]
+fn the_skip_the_parse_fast_path_never_hides_a_value() {
+    // Each line has exactly one sensitive value, hidden from a naive scan of
+    // the raw bytes by an escape, a nesting or a value type.
+    let cases = [
+        (r#"{"m":"ann\u0040example.com"}"#, "example.com"),
+        (r#"{"m":"x\nAKIAABCDEFGHIJKLMNOP"}"#, "AKIAABCDEFGHIJKLMNOP"),
+        (r#"{"q":"ann%40example.com"}"#, "ann%40example.com"),
+        (r#"{"password":{"inner":"hunter2"}}"#, "hunter2"),
+        (r#"{"pin":1234}"#, "1234"),
+        (r#"{"Pass\u0077ord":"hunter2"}"#, "hunter2"),
+        (r#"{"a":"AKIA is a prefix only","b":"key AKIAABCDEFGHIJKLMNOP"}"#, "AKIAABCDEFGHIJKLMNOP"),
+        (r#"{"AWS_SECRET_ACCESS_KEY":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#, "wJalrXUtnFEMI"),
+        (r#"{"body":"{\"token\":\"s3cr3tT0ken99\"}"}"#, "s3cr3tT0ken99"),
+    ];
+    for (line, secret) in cases {
+        let out = redact(&format!("{line}\n"));
+        assert!(!out.contains(secret), "{secret} survived: {line} -> {out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+    }
+}

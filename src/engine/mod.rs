@@ -209,6 +209,7 @@ pub struct Scratch {
     hits_pool: Vec<Vec<Hit>>,
     keybuf: String,
     lossy: String,
+    line_scan: ruleset::LineScan,
     out: Vec<u8>,
     findings: Option<Vec<Finding>>,
 }
@@ -221,6 +222,7 @@ impl Scratch {
             hits_pool: Vec::new(),
             keybuf: String::new(),
             lossy: String::new(),
+            line_scan: ruleset::LineScan::default(),
             out: Vec::with_capacity(4096),
             findings: None,
         }
@@ -265,6 +267,39 @@ pub enum Outcome {
 }
 
 impl Ruleset {
+    /// Scans a JSON line once (see [`ruleset::LineScan`]); true when no rule
+    /// can match any of its values, so it need not be parsed.
+    ///
+    /// Escapes change what the values say: the scan then runs on a copy with
+    /// the JSON escapes decoded (positions no longer line up, so the scan is
+    /// not positional), and, if there are `%XX` escapes, on a
+    /// percent-decoded copy too.
+    fn json_line_is_clean(&self, s: &str, scan: &mut ruleset::LineScan, sc: &mut Scratch) -> bool {
+        let escaped = memchr::memchr(b'\\', s.as_bytes()).is_some();
+        let text = if escaped {
+            let mut copy = std::mem::take(&mut sc.lossy);
+            json_unescape_copy(s, &mut copy);
+            copy
+        } else {
+            String::new()
+        };
+        let view = if escaped { text.as_str() } else { s };
+        self.scan_line(view, !escaped, scan, &mut sc.patset);
+        let mut clean = scan.all.is_empty();
+        if clean {
+            if let Some(decoded) = redact::percent_decode(view) {
+                let mut bits = sc.take_bits();
+                self.candidates(&decoded, &mut bits, &mut sc.patset);
+                clean = bits.is_empty();
+                sc.put_bits(bits);
+            }
+        }
+        if escaped {
+            sc.lossy = text;
+        }
+        clean
+    }
+
     /// Redacts one line (without its newline). The returned slice is the
     /// line to write: the input itself when clean, else `scratch`'s buffer.
     pub fn redact_line<'a>(
@@ -333,22 +368,14 @@ impl Ruleset {
     fn redact_str(&self, s: &str, scratch: &mut Scratch, stats: &mut Stats) -> Option<String> {
         let first = s.bytes().find(|b| !b.is_ascii_whitespace());
         if matches!(first, Some(b'{' | b'[')) {
-            let fast = self.raw_scan_is_superset
-                && memchr::memchr(b'\\', s.as_bytes()).is_none()
-                && !redact::has_percent_escape(s);
-            let mut bits = scratch.take_bits();
-            let cands = if fast {
-                self.candidates(s, &mut bits, &mut scratch.patset);
-                if bits.is_empty() {
-                    scratch.put_bits(bits);
-                    return None;
-                }
-                Some(&bits)
+            let mut scan = std::mem::take(&mut scratch.line_scan);
+            let r = if self.raw_scan_is_superset && self.json_line_is_clean(s, &mut scan, scratch) {
+                Ok(None)
             } else {
-                None
+                let scan = self.raw_scan_is_superset.then_some(&scan);
+                self.redact_json(s, scan, scratch, stats, 0)
             };
-            let r = self.redact_json(s, cands, scratch, stats, 0);
-            scratch.put_bits(bits);
+            scratch.line_scan = scan;
             match r {
                 Ok(out) => return out,
                 Err(_) => stats.failure(FailureKind::MalformedJson),
@@ -356,4 +383,52 @@ impl Ruleset {
         }
         self.redact_text(s, None, None, 0, scratch, stats)
     }
+}
+
+/// The text of a JSON line with every escape decoded in place (`\n` becomes a
+/// newline, `\"` a quote, `\u00e9` an é; a lone surrogate becomes U+FFFD).
+/// Only for scanning: each decoded string value appears in it whole.
+fn json_unescape_copy(s: &str, out: &mut String) {
+    out.clear();
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(b'\\', &b[i..]) {
+        let at = i + off;
+        out.push_str(&s[from..at]);
+        let (ch, len) = match b.get(at + 1) {
+            Some(b'n') => ('\n', 2),
+            Some(b't') => ('\t', 2),
+            Some(b'r') => ('\r', 2),
+            Some(b'b') => ('\u{8}', 2),
+            Some(b'f') => ('\u{c}', 2),
+            Some(b'u') => {
+                let hex = |k: usize| {
+                    s.get(at + k..at + k + 4)
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                };
+                match hex(2) {
+                    Some(hi @ 0xD800..=0xDBFF)
+                        if b.get(at + 6) == Some(&b'\\') && b.get(at + 7) == Some(&b'u') =>
+                    {
+                        match hex(8) {
+                            Some(lo @ 0xDC00..=0xDFFF) => {
+                                let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                                (char::from_u32(c).unwrap_or('\u{FFFD}'), 12)
+                            }
+                            _ => ('\u{FFFD}', 6),
+                        }
+                    }
+                    Some(c) => (char::from_u32(c).unwrap_or('\u{FFFD}'), 6),
+                    None => ('\u{FFFD}', 2),
+                }
+            }
+            Some(&c) if c.is_ascii() => (c as char, 2),
+            _ => ('\\', 1),
+        };
+        out.push(ch);
+        i = (at + len).min(b.len());
+        from = i;
+    }
+    out.push_str(&s[from..]);
 }

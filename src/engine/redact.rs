@@ -4,6 +4,16 @@ use super::action::{is_marker, render};
 use super::ruleset::{Group, Matcher, RuleBits, Ruleset};
 use super::{FailureKind, Finding, Hit, Scratch, Stats};
 
+/// The JSON member name a value belongs to, for rules that need a name
+/// next to the value.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyCtx<'a> {
+    pub name: &'a str,
+    /// The context rules whose keyword is in the name, when a positional
+    /// line scan already knows them; `None`: scan the name.
+    pub rules: Option<&'a RuleBits>,
+}
+
 /// What a verify pass puts in place of a value that still matched.
 pub const VERIFY_MASK: &str = "[REDACTED:verify]";
 
@@ -18,7 +28,7 @@ impl Ruleset {
         &self,
         text: &str,
         cands: Option<&RuleBits>,
-        key: Option<&str>,
+        key: Option<KeyCtx<'_>>,
         base: usize,
         sc: &mut Scratch,
         st: &mut Stats,
@@ -60,21 +70,27 @@ impl Ruleset {
         result
     }
 
-    /// Hits of rules whose keyword is in the member name `key`, found in
-    /// `key=text` and mapped back into `text`.
+    /// Hits of context rules whose keyword is in the member name, found in
+    /// `name=text` and mapped back into `text`.
     fn context_hits(
         &self,
-        key: &str,
+        key: KeyCtx<'_>,
         text: &str,
         sc: &mut Scratch,
         hits: &mut Vec<Hit>,
     ) -> Result<(), u32> {
         let mut bits = sc.take_bits();
-        self.keyword_candidates(key, &mut bits);
+        match key.rules {
+            Some(r) => bits.copy_from(r),
+            None => {
+                self.keyword_candidates(key.name, &mut bits);
+                bits.intersect_with(&self.context_rules);
+            }
+        }
         let mut res = Ok(());
         if !bits.is_empty() {
-            let synth = format!("{key}={text}");
-            let off = key.len() + 1;
+            let synth = format!("{}={text}", key.name);
+            let off = key.name.len() + 1;
             let mut tmp = sc.take_hits();
             for r in bits.iter() {
                 if let Err(e) = self.rule_hits(r, &synth, &mut tmp) {

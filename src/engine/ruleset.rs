@@ -16,6 +16,9 @@ use super::action::HashKey;
 use super::spec::{ActionKind, Category, GroupSpec, PatternEngine, RuleFile, Source, TestSpec};
 use super::validate::Validator;
 
+/// Rulesets with more keywords than this get no combined gate regex.
+const GATE_MAX_KEYWORDS: usize = 64;
+
 /// Default backtrack limit suggested in messages; fancy rules must set one.
 pub const SUGGESTED_BACKTRACK_LIMIT: usize = 100_000;
 
@@ -42,6 +45,9 @@ pub struct Rule {
     pub(crate) matcher: Option<Matcher>,
     pub(crate) group: Group,
     pub(crate) validator: Option<Validator>,
+    /// What stands for this rule in the multi-pattern set when it is not
+    /// just its pattern (field-name rules: the JSON member form only).
+    pub(crate) set_pattern: Option<String>,
     pub tests: Vec<TestSpec>,
     /// `file:line` of the rule's `id`, for messages.
     pub origin: String,
@@ -82,20 +88,61 @@ pub struct Ruleset {
     /// raw JSON line's scan is no superset of its values' scans, and the
     /// skip-the-parse fast path is off.
     pub(crate) raw_scan_is_superset: bool,
+    /// Rules whose match includes a name before the secret (they replace a
+    /// capture group, not the whole match): only these need to see a JSON
+    /// member's name next to its value.
+    pub(crate) context_rules: RuleBits,
+}
+
+/// A rule enabled by a keyword match: the keyword's length and, for
+/// case-sensitive keywords, its spelling.
+#[derive(Debug, Clone, PartialEq)]
+struct KwRule {
+    rule: u32,
+    len: u32,
+    exact: Option<Box<str>>,
+}
+
+/// A keyword occurrence: `[start, end)` in the scanned text, and a rule it
+/// enables (case-sensitivity already checked).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KwHit {
+    pub start: u32,
+    pub end: u32,
+    pub rule: u32,
+}
+
+/// The result of scanning a whole line once, reused for each of its values.
+#[derive(Debug, Default)]
+pub(crate) struct LineScan {
+    /// Every rule that may match somewhere in the line.
+    pub all: RuleBits,
+    /// Rules that are not keyword-gated (multi-pattern set and always-run).
+    pub unkeyed: RuleBits,
+    /// Keyword occurrences sorted by start, when positions in the scanned
+    /// text are positions in the line (`positional`).
+    pub kw: Vec<KwHit>,
+    pub positional: bool,
 }
 
 /// Keyword automaton plus the one-pass set of keyword-less patterns.
 #[derive(Debug)]
 pub(crate) struct Prefilter {
     ac: Option<AhoCorasick>,
-    /// For each Aho-Corasick pattern (lower-cased), the rules it enables,
-    /// with the exact spelling for rules whose keywords are case-sensitive.
-    ac_rules: Vec<Vec<(u32, Option<Box<str>>)>>,
+    /// For each Aho-Corasick pattern (lower-cased), the rules it enables:
+    /// its own and those of every keyword that is a prefix of it (see
+    /// `keyword_scan`), each with that keyword's length and, for rules
+    /// whose keywords are case-sensitive, its exact spelling.
+    ac_rules: Vec<Vec<KwRule>>,
     set: Option<meta::Regex>,
     /// For each pattern in `set`, its rule.
     set_rules: Vec<u32>,
     /// Rules that must always run (fancy rules without keywords).
     always: Vec<u32>,
+    /// Every keyword and every `set` pattern in one regex, asked only
+    /// "does anything match?": most lines are clean, and for them this one
+    /// pass replaces the keyword scan and the set scan.
+    gate: Option<meta::Regex>,
 }
 
 /// Normalised field names to rules.
@@ -123,6 +170,27 @@ impl RuleBits {
     pub fn contains(&self, i: u32) -> bool {
         let i = i as usize;
         self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub fn union_with(&mut self, o: &RuleBits) {
+        if self.0.len() < o.0.len() {
+            self.0.resize(o.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a |= b;
+        }
+    }
+    /// Makes `self` a copy of `o` without reallocating.
+    pub fn copy_from(&mut self, o: &RuleBits) {
+        self.0.clear();
+        self.0.extend_from_slice(&o.0);
+    }
+    pub fn intersect_with(&mut self, o: &RuleBits) {
+        for (i, a) in self.0.iter_mut().enumerate() {
+            *a &= o.0.get(i).copied().unwrap_or(0);
+        }
+    }
+    pub fn intersects(&self, o: &RuleBits) -> bool {
+        self.0.iter().zip(&o.0).any(|(a, b)| a & b != 0)
     }
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|w| *w == 0)
@@ -193,12 +261,19 @@ impl Ruleset {
     ) -> Result<Ruleset, RuleError> {
         let mut ac_pats: Vec<String> = Vec::new();
         let mut ac_index: HashMap<String, usize> = HashMap::new();
-        let mut ac_rules: Vec<Vec<(u32, Option<Box<str>>)>> = Vec::new();
+        let mut ac_rules: Vec<Vec<KwRule>> = Vec::new();
         let mut set_pats: Vec<String> = Vec::new();
         let mut set_rules = Vec::new();
         let mut always = Vec::new();
         let mut keys = KeyIndex::default();
         let mut raw_scan_is_superset = true;
+        let mut context_rules = RuleBits::default();
+        context_rules.reset(rules.len());
+        for (i, r) in rules.iter().enumerate() {
+            if r.group != Group::Whole {
+                context_rules.insert(i as u32);
+            }
+        }
         for (i, r) in rules.iter().enumerate() {
             let i = i as u32;
             for k in &r.keys {
@@ -207,30 +282,54 @@ impl Ruleset {
             if r.matcher.is_none() {
                 continue;
             }
-            if !r.keywords.is_empty() {
-                for kw in &r.keywords {
-                    let norm = kw.to_ascii_lowercase();
-                    let slot = *ac_index.entry(norm.clone()).or_insert_with(|| {
-                        ac_pats.push(norm);
-                        ac_rules.push(Vec::new());
-                        ac_pats.len() - 1
-                    });
-                    let exact = r
-                        .keywords_case_sensitive
-                        .then(|| kw.clone().into_boxed_str());
-                    if !ac_rules[slot].iter().any(|(x, e)| *x == i && *e == exact) {
-                        ac_rules[slot].push((i, exact));
-                    }
+            for kw in &r.keywords {
+                let norm = kw.to_ascii_lowercase();
+                let slot = *ac_index.entry(norm.clone()).or_insert_with(|| {
+                    ac_pats.push(norm);
+                    ac_rules.push(Vec::new());
+                    ac_pats.len() - 1
+                });
+                let exact = r
+                    .keywords_case_sensitive
+                    .then(|| kw.clone().into_boxed_str());
+                let kr = KwRule {
+                    rule: i,
+                    len: kw.len() as u32,
+                    exact,
+                };
+                if !ac_rules[slot].contains(&kr) {
+                    ac_rules[slot].push(kr);
                 }
-            } else if let (Some(Matcher::Std(_)), Some(p)) = (&r.matcher, &r.pattern) {
-                let p = ascii_word_boundaries(p);
+            }
+            let set_pat = match (&r.set_pattern, &r.matcher, &r.pattern) {
+                (Some(p), _, _) => Some(p.clone()),
+                (None, Some(Matcher::Std(_)), Some(p)) if r.keywords.is_empty() => Some(p.clone()),
+                _ => None,
+            };
+            if let Some(p) = set_pat {
+                let p = ascii_word_boundaries(&p);
                 if is_anchored(&p) {
                     raw_scan_is_superset = false;
                 }
                 set_pats.push(p);
                 set_rules.push(i);
-            } else {
+            } else if r.keywords.is_empty() {
                 always.push(i);
+            }
+        }
+        // Leftmost-longest search reports one keyword per start position;
+        // the shorter keywords starting there are its prefixes, so each
+        // pattern also carries their rules.
+        let own = ac_rules.clone();
+        for (a, pa) in ac_pats.iter().enumerate() {
+            for (b, pb) in ac_pats.iter().enumerate() {
+                if a != b && pa.starts_with(pb.as_str()) {
+                    for kr in &own[b] {
+                        if !ac_rules[a].contains(kr) {
+                            ac_rules[a].push(kr.clone());
+                        }
+                    }
+                }
             }
         }
         let ac = if ac_pats.is_empty() {
@@ -239,7 +338,7 @@ impl Ruleset {
             Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
-                    .match_kind(AcMatchKind::Standard)
+                    .match_kind(AcMatchKind::LeftmostLongest)
                     .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                     .build(&ac_pats)
                     .map_err(|e| RuleError::Internal(format!("keyword automaton: {e}")))?,
@@ -256,12 +355,34 @@ impl Ruleset {
                     .configure(
                         meta::Regex::config()
                             .match_kind(MatchKind::All)
-                            .auto_prefilter(false),
+                            .auto_prefilter(false)
+                            .hybrid_cache_capacity(16 << 20),
                     )
                     .build_many(&set_pats)
                     .map_err(|e| RuleError::Internal(format!("multi-pattern set: {e}")))?,
             )
         };
+        let gate_pats: Vec<String> = ac_pats
+            .iter()
+            .map(|k| format!("(?i:{})", regex::escape(k)))
+            .chain(set_pats.iter().cloned())
+            .collect();
+        // Measured on the shared corpus: with a few dozen keywords the
+        // combined regex is one fast pass; with hundreds its lazy DFA grows
+        // too large and the gate costs more than the two scans it saves.
+        let gate =
+            if gate_pats.is_empty() || !always.is_empty() || ac_pats.len() > GATE_MAX_KEYWORDS {
+                None
+            } else {
+                meta::Regex::builder()
+                    .configure(
+                        meta::Regex::config()
+                            .auto_prefilter(false)
+                            .hybrid_cache_capacity(16 << 20),
+                    )
+                    .build_many(&gate_pats)
+                    .ok()
+            };
         Ok(Ruleset {
             rules,
             prefilter: Prefilter {
@@ -270,10 +391,12 @@ impl Ruleset {
                 set,
                 set_rules,
                 always,
+                gate,
             },
             keys,
             hash_key: HashKey::new(opts.hash_key.clone()),
             raw_scan_is_superset,
+            context_rules,
         })
     }
 
@@ -305,6 +428,7 @@ impl Ruleset {
             matcher: r.matcher.clone(),
             group: r.group,
             validator: r.validator,
+            set_pattern: r.set_pattern.clone(),
             tests: r.tests.clone(),
             origin: r.origin.clone(),
         };
@@ -320,11 +444,73 @@ impl Ruleset {
     /// keyword occurs, rules of the multi-pattern set that match somewhere,
     /// and the always-run rules.
     pub(crate) fn candidates(&self, text: &str, out: &mut RuleBits, patset: &mut PatternSet) {
-        self.keyword_candidates(text, out);
+        if !self.may_match(text) {
+            out.reset(self.rules.len());
+            return;
+        }
+        self.keyword_scan(text, out, None);
+        self.unkeyed_candidates(text, out, patset);
+    }
+
+    /// Scans a whole line once: see [`LineScan`].
+    pub(crate) fn scan_line(
+        &self,
+        text: &str,
+        positional: bool,
+        scan: &mut LineScan,
+        patset: &mut PatternSet,
+    ) {
+        scan.kw.clear();
+        scan.positional = positional;
+        scan.unkeyed.reset(self.rules.len());
+        if !self.may_match(text) {
+            scan.all.reset(self.rules.len());
+            return;
+        }
+        self.unkeyed_candidates(text, &mut scan.unkeyed, patset);
+        self.keyword_scan(text, &mut scan.all, positional.then_some(&mut scan.kw));
+        scan.all.union_with(&scan.unkeyed);
+        if positional {
+            scan.kw.sort_unstable_by_key(|h| h.start);
+        }
+    }
+
+    /// False only when no keyword occurs and no keyword-less rule matches.
+    fn may_match(&self, text: &str) -> bool {
+        match &self.prefilter.gate {
+            Some(g) => g.is_match(text),
+            None => true,
+        }
+    }
+
+    /// Rules whose keyword lies inside `[lo, hi)` of a positional scan,
+    /// restricted to `mask` when given, added to `out`.
+    pub(crate) fn rules_within(
+        kw: &[KwHit],
+        lo: usize,
+        hi: usize,
+        mask: Option<&RuleBits>,
+        out: &mut RuleBits,
+    ) {
+        let first = kw.partition_point(|h| (h.start as usize) < lo);
+        for h in kw[first..].iter().take_while(|h| (h.start as usize) < hi) {
+            if h.end as usize <= hi && mask.is_none_or(|m| m.contains(h.rule)) {
+                out.insert(h.rule);
+            }
+        }
+    }
+
+    fn unkeyed_candidates(&self, text: &str, out: &mut RuleBits, patset: &mut PatternSet) {
         let pf = &self.prefilter;
         if let Some(set) = &pf.set {
             patset.clear();
-            set.which_overlapping_matches(&regex_automata::Input::new(text), patset);
+            let input = regex_automata::Input::new(text);
+            // Most lines match none: `is_match` runs the lazy DFA's fast
+            // loop, and only a line that matches pays for the overlapping
+            // search that names every matching pattern.
+            if set.is_match(input.clone()) {
+                set.which_overlapping_matches(&input, patset);
+            }
             for p in patset.iter() {
                 out.insert(pf.set_rules[p.as_usize()]);
             }
@@ -336,20 +522,44 @@ impl Ruleset {
 
     /// Fills `out` with the rules whose keyword occurs in `text` (only).
     pub(crate) fn keyword_candidates(&self, text: &str, out: &mut RuleBits) {
+        self.keyword_scan(text, out, None);
+    }
+
+    fn keyword_scan(&self, text: &str, out: &mut RuleBits, mut positions: Option<&mut Vec<KwHit>>) {
         out.reset(self.rules.len());
-        if let Some(ac) = &self.prefilter.ac {
-            for m in ac.find_overlapping_iter(text) {
-                for (r, exact) in &self.prefilter.ac_rules[m.pattern().as_usize()] {
-                    // One case-insensitive automaton serves both kinds of
-                    // keyword; case-sensitive ones are confirmed here, on
-                    // the (rare) match only.
-                    if exact
-                        .as_deref()
-                        .is_none_or(|e| text.as_bytes()[m.start()..m.end()] == *e.as_bytes())
-                    {
-                        out.insert(*r);
+        let Some(ac) = &self.prefilter.ac else { return };
+        // Every occurrence of every keyword, without an overlapping search
+        // (which cannot use the automaton's prefilter): find the leftmost
+        // longest match, note it and the keywords that are its prefixes,
+        // and search again from the next byte.
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        while let Some(m) = ac.find(aho_corasick::Input::new(text).span(at..text.len())) {
+            let start = m.start();
+            for kr in &self.prefilter.ac_rules[m.pattern().as_usize()] {
+                let end = start + kr.len as usize;
+                // One case-insensitive automaton serves both kinds of
+                // keyword; case-sensitive ones are confirmed here, on the
+                // (rare) match only.
+                if kr
+                    .exact
+                    .as_deref()
+                    .is_none_or(|e| bytes[start..end] == *e.as_bytes())
+                {
+                    out.insert(kr.rule);
+                    if let Some(p) = positions.as_mut() {
+                        p.push(KwHit {
+                            start: start as u32,
+                            end: end as u32,
+                            rule: kr.rule,
+                        });
                     }
                 }
+            }
+            at = start + 1;
+            // Keywords are ASCII-led in practice, but never split a char.
+            while at < text.len() && !text.is_char_boundary(at) {
+                at += 1;
             }
         }
     }
@@ -502,9 +712,24 @@ fn is_anchored(p: &str) -> bool {
 /// The pattern a `keys` rule without a `pattern` uses in text: the same
 /// names as a JSON member (`"password": "..."`, also in truncated JSON) and
 /// as a `key=value` pair (logfmt, query strings).
+///
+/// The JSON alternative also matches a member whose value is an object,
+/// array or literal (without a group, so text mode redacts nothing there):
+/// in the line-level scan that is what sends such a line to the structured
+/// walk, where the field-name rule masks the whole value. Key rules have no
+/// keywords: this pattern, in the multi-pattern set, is far more selective
+/// than any substring of a name (`pin` is in `shipping`).
 fn key_text_pattern(keys: &[String]) -> String {
-    let alts: Vec<String> = keys
-        .iter()
+    let k = key_alternation(keys);
+    format!(
+        r#"(?i)"(?:{k})"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?[0-9][0-9.eE+-]*))|(?-u:\b)(?:{k})=([^\s&,;"'\\]+)"#
+    )
+}
+
+/// The alternation of a `keys` rule's names, as regex: separators optional
+/// and interchangeable, `*` any name characters.
+fn key_alternation(keys: &[String]) -> String {
+    keys.iter()
         .map(|k| {
             let mut s = String::new();
             for c in k.chars() {
@@ -516,25 +741,31 @@ fn key_text_pattern(keys: &[String]) -> String {
             }
             s
         })
-        .collect();
-    let k = alts.join("|");
-    format!(
-        r#"(?i)"(?:{k})"\s*:\s*"((?:[^"\\]|\\.)*)"|"(?:{k})"\s*:\s*(-?[0-9][0-9.eE+-]*)|(?-u:\b)(?:{k})=([^\s&,;"'\\]+)"#
-    )
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
-/// The longest separator-free piece of each key: a literal that every
-/// spelling of the key contains, to use as a prefilter keyword.
+/// How a `keys` rule is found by the line-level scan: a JSON member with
+/// one of the names, whatever its value (an object under `"password"` must
+/// send the line to the structured walk too). Selective where a keyword
+/// would not be (`pin` is in `shipping`; `"pin":` is not).
+fn key_set_pattern(keys: &[String]) -> String {
+    format!(r#"(?i)"(?:{})"\s*:"#, key_alternation(keys))
+}
+
+/// Keywords for the `name=value` form of a `keys` rule in text: the last
+/// word of each name followed by `=` (every spelling of `client_secret=`
+/// contains `secret=`).
 fn key_keywords(keys: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for k in keys {
-        let best = k
-            .split(['*', '-', '_', '.', ' '])
-            .max_by_key(|p| p.len())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if !best.is_empty() && !out.contains(&best) {
-            out.push(best);
+        let last = k
+            .rsplit(['*', '-', '_', '.', ' '])
+            .find(|p| !p.is_empty())
+            .unwrap_or("");
+        let kw = format!("{}=", last.to_ascii_lowercase());
+        if !last.is_empty() && !out.contains(&kw) {
+            out.push(kw);
         }
     }
     out
@@ -637,6 +868,7 @@ fn compile_rule(
     if keywords.iter().any(String::is_empty) {
         return Err(invalid(&origin, "empty keyword".into()));
     }
+    let set_pattern = derived.then(|| key_set_pattern(&spec.keys));
     if derived {
         keywords = key_keywords(&spec.keys);
     }
@@ -658,6 +890,7 @@ fn compile_rule(
         matcher: Some(matcher),
         group,
         validator,
+        set_pattern,
         tests: spec.tests,
         origin,
         id,

@@ -9,8 +9,8 @@
 use crate::decode::json::{JsonError, Scanner, Token, decode_string, encode_string};
 
 use super::action::render;
-use super::redact::finding;
-use super::ruleset::{RuleBits, Ruleset};
+use super::redact::{KeyCtx, finding};
+use super::ruleset::{LineScan, Ruleset};
 use super::spec::ActionKind;
 use super::{Scratch, Stats};
 
@@ -31,6 +31,8 @@ struct Frame<'t> {
     /// The current member's name (objects), or the name the array is the
     /// value of (arrays): context for rules that need a name.
     key: Option<std::borrow::Cow<'t, str>>,
+    /// The name's content span in the line (inside the quotes).
+    key_span: (usize, usize),
     /// A `keys` rule that covers every value under this container.
     subtree: Option<u32>,
     /// The `keys` rule of the current member (objects only).
@@ -71,12 +73,13 @@ impl Edits {
 }
 
 impl Ruleset {
-    /// Redacts a JSON text. `Ok(None)`: nothing changed. `Err`: not JSON
-    /// (the caller redacts it as text).
+    /// Redacts a JSON text. `scan` is the whole line's scan (see
+    /// [`LineScan`]); `None` scans each value on its own. `Ok(None)`:
+    /// nothing changed. `Err`: not JSON (the caller redacts it as text).
     pub(crate) fn redact_json(
         &self,
         text: &str,
-        cands: Option<&RuleBits>,
+        scan: Option<&LineScan>,
         sc: &mut Scratch,
         st: &mut Stats,
         depth: u8,
@@ -142,6 +145,7 @@ impl Ruleset {
                     let key = decode_string(&text[start..end], escaped)?;
                     let rule = self.key_rule(&key, &mut sc.keybuf);
                     f.key = Some(key);
+                    f.key_span = (start + 1, end - 1);
                     let Some(r) = rule else { continue };
                     if self.rules[r as usize].action == ActionKind::Drop {
                         st.rule_hits[r as usize] += 1;
@@ -156,15 +160,15 @@ impl Ruleset {
                 Token::ObjStart(_) | Token::ArrStart(_) => {
                     let subtree = frames.last().and_then(|f| f.subtree.or(f.member));
                     let obj = matches!(tok, Token::ObjStart(_));
-                    let key = if obj {
-                        None
-                    } else {
-                        frames.last().and_then(|f| f.key.clone())
+                    let (key, key_span) = match frames.last() {
+                        Some(f) if !obj => (f.key.clone(), f.key_span),
+                        _ => (None, (0, 0)),
                     };
                     frames.push(Frame {
                         obj,
                         subtree,
                         key,
+                        key_span,
                         ..Frame::default()
                     });
                 }
@@ -186,11 +190,12 @@ impl Ruleset {
                     let value = decode_string(&text[start..end], escaped)?;
                     if let Some(r) = sensitive {
                         self.replace_whole(r, &value, start, end, &mut edits, sc, st);
-                    } else if let Some(new) = self.redact_string_value(
+                    } else if let Some(new) = self.redact_member_value(
                         &value,
-                        cands,
-                        frames.last().and_then(|f| f.key.as_deref()),
-                        if escaped { start } else { start + 1 },
+                        true,
+                        (start + 1, end - 1),
+                        frames.last(),
+                        scan,
                         sc,
                         st,
                         depth,
@@ -204,13 +209,15 @@ impl Ruleset {
                     let num = &text[start..end];
                     if let Some(r) = sensitive {
                         self.replace_whole(r, num, start, end, &mut edits, sc, st);
-                    } else if let Some(new) = self.redact_text(
+                    } else if let Some(new) = self.redact_member_value(
                         num,
-                        cands,
-                        frames.last().and_then(|f| f.key.as_deref()),
-                        start,
+                        false,
+                        (start, end),
+                        frames.last(),
+                        scan,
                         sc,
                         st,
+                        depth,
                     ) {
                         // A sensitive number (a card stored as a number)
                         // becomes a string: the key stays, the value goes.
@@ -260,13 +267,67 @@ impl Ruleset {
         edits.replace_with(start, end, |b| encode_string(&rendered, b));
     }
 
+    /// One string or number value at `span` (its content) in the line:
+    /// works out which rules to run on it and with which member name.
+    #[allow(clippy::too_many_arguments)]
+    fn redact_member_value(
+        &self,
+        value: &str,
+        is_string: bool,
+        span: (usize, usize),
+        frame: Option<&Frame<'_>>,
+        scan: Option<&LineScan>,
+        sc: &mut Scratch,
+        st: &mut Stats,
+        depth: u8,
+    ) -> Option<String> {
+        let mut vb = sc.take_bits();
+        let mut kb = sc.take_bits();
+        let cands = match scan {
+            None => None,
+            Some(ls) if ls.positional => {
+                // Keyword rules only where their keyword is inside this value.
+                vb.copy_from(&ls.unkeyed);
+                Ruleset::rules_within(&ls.kw, span.0, span.1, None, &mut vb);
+                Some(&vb)
+            }
+            Some(ls) => Some(&ls.all),
+        };
+        let key = frame.and_then(|f| f.key.as_deref().map(|name| (name, f.key_span)));
+        let key = match (key, scan) {
+            (None, _) => None,
+            (Some((name, _)), None) => Some(KeyCtx { name, rules: None }),
+            (Some((name, (lo, hi))), Some(ls)) if ls.positional => {
+                kb.reset(self.rules.len());
+                Ruleset::rules_within(&ls.kw, lo, hi, Some(&self.context_rules), &mut kb);
+                (!kb.is_empty()).then_some(KeyCtx {
+                    name,
+                    rules: Some(&kb),
+                })
+            }
+            (Some((name, _)), Some(ls)) => ls
+                .all
+                .intersects(&self.context_rules)
+                .then_some(KeyCtx { name, rules: None }),
+        };
+        let r = if is_string {
+            self.redact_string_value(value, cands, key, span.0, sc, st, depth)
+        } else {
+            self.redact_text(value, cands, key, span.0, sc, st)
+        };
+        sc.put_bits(vb);
+        sc.put_bits(kb);
+        r
+    }
+
     /// A string value: embedded JSON is walked as JSON, anything else is
     /// redacted as text.
+    #[allow(clippy::too_many_arguments)]
     fn redact_string_value(
         &self,
         value: &str,
-        cands: Option<&RuleBits>,
-        key: Option<&str>,
+        cands: Option<&super::RuleBits>,
+        key: Option<KeyCtx<'_>>,
         base: usize,
         sc: &mut Scratch,
         st: &mut Stats,
