@@ -378,9 +378,18 @@ fn the_skip_the_parse_fast_path_never_hides_a_value() {
         (r#"{"password":{"inner":"hunter2"}}"#, "hunter2"),
         (r#"{"pin":1234}"#, "1234"),
         (r#"{"Pass\u0077ord":"hunter2"}"#, "hunter2"),
-        (r#"{"a":"AKIA is a prefix only","b":"key AKIAABCDEFGHIJKLMNOP"}"#, "AKIAABCDEFGHIJKLMNOP"),
-        (r#"{"AWS_SECRET_ACCESS_KEY":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#, "wJalrXUtnFEMI"),
-        (r#"{"body":"{\"token\":\"s3cr3tT0ken99\"}"}"#, "s3cr3tT0ken99"),
+        (
+            r#"{"a":"AKIA is a prefix only","b":"key AKIAABCDEFGHIJKLMNOP"}"#,
+            "AKIAABCDEFGHIJKLMNOP",
+        ),
+        (
+            r#"{"AWS_SECRET_ACCESS_KEY":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#,
+            "wJalrXUtnFEMI",
+        ),
+        (
+            r#"{"body":"{\"token\":\"s3cr3tT0ken99\"}"}"#,
+            "s3cr3tT0ken99",
+        ),
     ];
     for (line, secret) in cases {
         let out = redact(&format!("{line}\n"));
