@@ -7,6 +7,8 @@
 # times (default 3) and the best time is kept. Printed: MB/s (10^6 bytes/s),
 # the ratio to cat in this same run (these machines are noisy: the ratio is
 # what holds), and the planted values that survived each tool's output
+# redactd-ref and redactd-full run on one thread, redactd-full-mt on all
+# cores
 # (check_survivors.py): speed never counts if values leak.
 set -euo pipefail
 
@@ -44,13 +46,14 @@ best() { # best wall time in seconds of RUNS runs of "$@" (stdin corpus, stdout 
 declare -A secs
 secs[cat]=$(best cat cat)
 secs[sed]=$(best sed sed -E -f "$out/ref.sed")
-secs[redactd-ref]=$(best redactd-ref "$bin" --no-default-rules --rules "$root/benches/ruleset-reference.toml")
-secs[redactd-full]=$(best redactd-full "$bin")
+secs[redactd-ref]=$(best redactd-ref "$bin" --threads 1 --no-default-rules --rules "$root/benches/ruleset-reference.toml")
+secs[redactd-full]=$(best redactd-full "$bin" --threads 1)
+secs[redactd-full-mt]=$(best redactd-full-mt "$bin" --threads "$(nproc)")
 
 printf '\nmachine: %s, %s cores; corpus: %s MB (gen_corpus.py --mb %s --seed 1); best of %s runs\n' \
   "$(uname -m)" "$(nproc)" "$((bytes / 1000000))" "$MB" "$RUNS"
 printf '%-14s %10s %10s %10s %14s\n' tool seconds MB/s x_cat survivors
-for t in cat sed redactd-ref redactd-full; do
+for t in cat sed redactd-ref redactd-full redactd-full-mt; do
   s=${secs[$t]}
   surv="-"
   if [ "$t" != cat ]; then
@@ -60,4 +63,4 @@ for t in cat sed redactd-ref redactd-full; do
 b=$bytes; s=$s; c=${secs[cat]}
 print('%-14s %10.3f %10.1f %10.3f %14s' % ('$t', s, b/s/1e6, c/s, '$surv'))"
 done
-python3 -c "print('redactd-ref / sed: %.2fx' % (${secs[sed]}/${secs[redactd-ref]}))"
+python3 -c "print('redactd-ref / sed: %.2fx; full library %s threads / 1 thread: %.2fx' % (${secs[sed]}/${secs[redactd-ref]}, '$(nproc)', ${secs[redactd-full]}/${secs[redactd-full-mt]}))"

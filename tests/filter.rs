@@ -397,3 +397,25 @@ fn the_skip_the_parse_fast_path_never_hides_a_value() {
         serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
     }
 }
+
+#[test]
+fn parallel_workers_keep_input_order_and_output_identical_to_one_thread() {
+    let mut input = std::fs::read_to_string(fixture("labelled/corpus.log")).unwrap();
+    // Over-long lines (pieces) interleaved with normal ones, and a final
+    // line without newline.
+    let long = "word ann@example.com ".repeat(400);
+    for _ in 0..5 {
+        input.push_str(&long);
+        input.push('\n');
+        input.push_str("short line 10.1.2.3\n");
+    }
+    input.push_str("tail without newline ann@example.com");
+    let args = |t: &'static str| ["--threads", t, "--max-line-bytes", "2048", "--stats"];
+    let one = run(&args("1"), input.as_bytes());
+    for t in ["2", "3", "8"] {
+        let many = run(&args(t), input.as_bytes());
+        assert!(many.status.success());
+        assert_eq!(stdout(&one), stdout(&many), "--threads {t}");
+        assert_eq!(stderr(&one), stderr(&many), "same stats with --threads {t}");
+    }
+}

@@ -84,8 +84,22 @@ pub struct FilterArgs {
     #[arg(long)]
     pub stats: bool,
     /// Longest line handled whole; longer lines are redacted in pieces.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = parse_max_line)]
     pub max_line_bytes: usize,
+    /// Worker threads redacting in parallel (output order is kept); 0 means
+    /// one per available core.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// Line limits from 1 KiB to 1 GiB: positions inside a line are 32-bit.
+fn parse_max_line(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if (1024..=1 << 30).contains(&n) {
+        Ok(n)
+    } else {
+        Err("must be between 1024 and 1073741824".into())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -95,7 +109,8 @@ pub struct ScanArgs {
     /// Files or directories (searched recursively) to scan.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    /// Longest line handled whole; longer lines are scanned in pieces.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = parse_max_line)]
     pub max_line_bytes: usize,
 }
 
