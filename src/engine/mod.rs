@@ -141,9 +141,41 @@ pub struct Stats {
     /// Residual matches found by verify (each masked the whole value).
     pub compliance_failures: u64,
     failures: [u64; FailureKind::ALL.len()],
+    /// Rule hits of the current line, in order, so a walk that turns out
+    /// to be over malformed JSON can be undone ([`Stats::rollback`]).
+    journal: Vec<u32>,
+}
+
+/// A point to roll [`Stats`] back to.
+pub(crate) struct Mark {
+    journal: usize,
+    compliance_failures: u64,
+    failures: [u64; FailureKind::ALL.len()],
+    pub findings: usize,
 }
 
 impl Stats {
+    /// Counts a redaction by rule `r`.
+    pub(crate) fn hit(&mut self, r: u32) {
+        self.rule_hits[r as usize] += 1;
+        self.journal.push(r);
+    }
+    pub(crate) fn mark(&self, findings: usize) -> Mark {
+        Mark {
+            journal: self.journal.len(),
+            compliance_failures: self.compliance_failures,
+            failures: self.failures,
+            findings,
+        }
+    }
+    pub(crate) fn rollback(&mut self, m: &Mark) {
+        for r in self.journal.drain(m.journal..) {
+            self.rule_hits[r as usize] -= 1;
+        }
+        self.compliance_failures = m.compliance_failures;
+        self.failures = m.failures;
+    }
+
     pub fn new(rules: &Ruleset) -> Stats {
         Stats {
             rule_hits: vec![0; rules.rules.len()],
@@ -311,6 +343,7 @@ impl Ruleset {
         stats.lines += 1;
         stats.bytes_in += line.len() as u64;
         stats.compliance_checked += 1;
+        stats.journal.clear();
         let changed = match std::str::from_utf8(line) {
             Ok(s) => self.redact_str(s, scratch, stats),
             Err(_) => {

@@ -239,7 +239,7 @@ impl Ruleset {
             } else {
                 render(rule, &self.hash_key, value, &mut out);
             }
-            st.rule_hits[h.rule as usize] += 1;
+            st.hit(h.rule);
             if let Some(f) = sc.findings.as_mut() {
                 f.push(finding(h.rule, base.map_or(0, |b| b + h.start), value));
             }

@@ -9,8 +9,8 @@
 use crate::decode::json::{JsonError, Scanner, Token, decode_string, encode_string};
 
 use super::action::render;
-use super::redact::{KeyCtx, finding};
-use super::ruleset::{LineScan, Ruleset};
+use super::redact::{KeyCtx, finding, has_percent_escape};
+use super::ruleset::{LineScan, RuleBits, Ruleset};
 use super::spec::ActionKind;
 use super::{Scratch, Stats};
 
@@ -84,11 +84,27 @@ impl Ruleset {
         st: &mut Stats,
         depth: u8,
     ) -> Result<Option<String>, JsonError> {
-        // Validate first, so that a malformed line has no effect on counters
-        // before it falls back to text. Tokenizing is cheap next to matching.
-        let mut check = Scanner::new(text);
-        while check.next()?.is_some() {}
+        // A malformed text is found out part way through the walk: undo
+        // what the walk counted before the caller redacts it as text.
+        let mark = st.mark(sc.findings.as_ref().map_or(0, Vec::len));
+        let r = self.walk_json(text, scan, sc, st, depth);
+        if r.is_err() {
+            st.rollback(&mark);
+            if let Some(f) = sc.findings.as_mut() {
+                f.truncate(mark.findings);
+            }
+        }
+        r
+    }
 
+    fn walk_json(
+        &self,
+        text: &str,
+        scan: Option<&LineScan>,
+        sc: &mut Scratch,
+        st: &mut Stats,
+        depth: u8,
+    ) -> Result<Option<String>, JsonError> {
         let mut sc_ = Scanner::new(text);
         let mut frames: Vec<Frame<'_>> = Vec::new();
         let mut edits = Edits {
@@ -148,7 +164,7 @@ impl Ruleset {
                     f.key_span = (start + 1, end - 1);
                     let Some(r) = rule else { continue };
                     if self.rules[r as usize].action == ActionKind::Drop {
-                        st.rule_hits[r as usize] += 1;
+                        st.hit(r);
                         if let Some(fs) = sc.findings.as_mut() {
                             fs.push(finding(r, start, ""));
                         }
@@ -258,7 +274,7 @@ impl Ruleset {
             return; // nothing to hide, and "" is a useful signal in logs
         }
         let rule = &self.rules[r as usize];
-        st.rule_hits[r as usize] += 1;
+        st.hit(r);
         if let Some(fs) = sc.findings.as_mut() {
             fs.push(finding(r, start, value));
         }
@@ -310,7 +326,14 @@ impl Ruleset {
                 .intersects(&self.context_rules)
                 .then_some(KeyCtx { name, rules: None }),
         };
-        let r = if is_string {
+        // Nothing can match this value: no candidate rule, no name that a
+        // context rule wants, and no percent escape to decode and rescan.
+        // (Embedded JSON is covered: the line scan saw its text.)
+        let nothing_to_do =
+            cands.is_some_and(RuleBits::is_empty) && key.is_none() && !has_percent_escape(value);
+        let r = if nothing_to_do {
+            None
+        } else if is_string {
             self.redact_string_value(value, cands, key, span.0, sc, st, depth)
         } else {
             self.redact_text(value, cands, key, span.0, sc, st)
@@ -326,7 +349,7 @@ impl Ruleset {
     fn redact_string_value(
         &self,
         value: &str,
-        cands: Option<&super::RuleBits>,
+        cands: Option<&RuleBits>,
         key: Option<KeyCtx<'_>>,
         base: usize,
         sc: &mut Scratch,
