@@ -12,6 +12,8 @@
 //! - [`cli`]: the command line: `filter` (the default), `scan`, `rules`.
 
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod pipeline;
 pub mod sources;

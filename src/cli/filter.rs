@@ -2,11 +2,9 @@
 //! input order.
 //!
 //! With one thread the loop reads, redacts and writes in place. With more,
-//! the reading thread cuts the input into batches and deals them round-robin
-//! to the workers, each with its own bounded channel; a writer thread takes
-//! the results back in the same round-robin order. That keeps output order
-//! without sequence numbers or a reorder buffer, and bounds memory to a few
-//! batches per worker whatever the input size.
+//! the reading thread cuts the input into batches for the engine stage of
+//! [`crate::pipeline`] (workers, results collected in input order), and a
+//! writer thread writes them.
 //!
 //! Latency: the reader hands over its partial batch right before a read
 //! that may block, and the writer flushes whenever the next result is not
@@ -14,24 +12,17 @@
 //! input is written in large blocks.
 
 use std::io::{self, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
 use anyhow::{Context, Result};
 
 use super::{FilterArgs, is_broken_pipe, load_ruleset};
 use crate::engine::{FailureKind, Ruleset, Scratch, Stats};
+use crate::pipeline::{
+    Batch, CHANNEL_DEPTH, Dealer, Item, Redacted, collect_in_order, process, worker,
+};
 use crate::sources::lines::{Chunk, LineReader};
-
-/// What replaces a line the engine failed on (a bug): fail closed.
-const INTERNAL_ERROR_LINE: &[u8] = b"[REDACTED:internal-error]";
-
-/// A batch is handed to a worker once it holds this many bytes or lines.
-const BATCH_BYTES: usize = 256 * 1024;
-const BATCH_LINES: usize = 2048;
-/// Batches in flight per worker, each way.
-const CHANNEL_DEPTH: usize = 2;
 
 pub fn run(args: &FilterArgs) -> Result<i32> {
     let rs = load_ruleset(&args.rules, &[])?;
@@ -55,103 +46,6 @@ pub fn run(args: &FilterArgs) -> Result<i32> {
         Err(e) => Err(e).context("filter"),
         Ok(()) => Ok(0),
     }
-}
-
-/// One unit of input: a line, or a piece of an over-long line.
-#[derive(Debug, Clone, Copy)]
-struct Item {
-    start: usize,
-    end: usize,
-    /// A line (false) or a piece of one (true).
-    piece: bool,
-    /// For pieces: the first of its line.
-    first: bool,
-    /// Write a newline after it.
-    newline: bool,
-}
-
-impl Item {
-    fn from_chunk(chunk: &Chunk<'_>, start: usize) -> Item {
-        match *chunk {
-            Chunk::Line { data, newline } => Item {
-                start,
-                end: start + data.len(),
-                piece: false,
-                first: false,
-                newline,
-            },
-            Chunk::Piece {
-                data,
-                first,
-                last,
-                newline,
-            } => Item {
-                start,
-                end: start + data.len(),
-                piece: true,
-                first,
-                newline: last && newline,
-            },
-        }
-    }
-}
-
-/// Redacts one item of `data` and writes it to `out`. Shared by both loops.
-fn process(
-    rs: &Ruleset,
-    data: &[u8],
-    item: Item,
-    scratch: &mut Scratch,
-    stats: &mut Stats,
-    out: &mut impl Write,
-) -> io::Result<()> {
-    let bytes = &data[item.start..item.end];
-    if item.piece {
-        if item.first {
-            stats.lines += 1;
-            stats.lines_redacted += 1;
-            stats.compliance_checked += 1;
-            stats.failure(FailureKind::OversizeLine);
-        }
-        stats.bytes_in += bytes.len() as u64;
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let piece = rs.redact_fragment(bytes, scratch, stats);
-            out.write_all(piece).map(|_| piece.len())
-        }));
-        match r {
-            Ok(res) => stats.bytes_out += res? as u64,
-            Err(_) => {
-                stats.failure(FailureKind::Panic);
-                *scratch = Scratch::new(rs);
-                out.write_all(INTERNAL_ERROR_LINE)?;
-            }
-        }
-    } else {
-        // Keep a CRLF line ending out of the patterns' reach.
-        let (body, cr) = match bytes.split_last() {
-            Some((b'\r', rest)) => (rest, true),
-            _ => (bytes, false),
-        };
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let (line, _) = rs.redact_line(body, scratch, stats);
-            out.write_all(line)
-        }));
-        match r {
-            Ok(res) => res?,
-            Err(_) => {
-                stats.failure(FailureKind::Panic);
-                *scratch = Scratch::new(rs);
-                out.write_all(INTERNAL_ERROR_LINE)?;
-            }
-        }
-        if cr {
-            out.write_all(b"\r")?;
-        }
-    }
-    if item.newline {
-        out.write_all(b"\n")?;
-    }
-    Ok(())
 }
 
 /// The single-threaded loop, over any reader and writer.
@@ -189,12 +83,6 @@ pub fn filter(
     out.flush()
 }
 
-#[derive(Default)]
-struct Batch {
-    data: Vec<u8>,
-    items: Vec<Item>,
-}
-
 /// The multi-threaded loop; see the module doc.
 pub fn filter_parallel<W: Write + Send>(
     rs: &Ruleset,
@@ -206,19 +94,25 @@ pub fn filter_parallel<W: Write + Send>(
 ) -> io::Result<()> {
     thread::scope(|scope| {
         let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
-        let mut from_workers: Vec<Receiver<Vec<u8>>> = Vec::new();
+        let mut from_workers: Vec<Receiver<Redacted>> = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..threads {
             let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
-            let (rtx, rrx) = sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
+            let (rtx, rrx) = sync_channel::<Redacted>(CHANNEL_DEPTH);
             to_workers.push(tx);
             from_workers.push(rrx);
-            workers.push(scope.spawn(move || worker(rs, rx, rtx)));
+            workers.push(scope.spawn(move || worker(rs, rx, rtx, None)));
         }
-        let writer = scope.spawn(move || write_in_order(from_workers, output));
+        let writer = scope.spawn(move || {
+            let mut out = io::BufWriter::with_capacity(256 * 1024, output);
+            collect_in_order(from_workers, |r| match r {
+                Some(r) => out.write_all(&r.data),
+                None => out.flush(),
+            })?;
+            out.flush()
+        });
 
-        let read_result = read_batches(input, max_line, &to_workers);
-        drop(to_workers);
+        let read_result = read_batches(input, max_line, Dealer::new(to_workers));
         for w in workers {
             // A worker only ends early when the writer is gone; its stats
             // still count.
@@ -235,97 +129,33 @@ pub fn filter_parallel<W: Write + Send>(
     })
 }
 
-/// Reads the input and deals batches round-robin. Stops early when a
-/// worker is gone (the writer failed and everything is shutting down).
-fn read_batches(
-    input: impl io::Read,
-    max_line: usize,
-    to_workers: &[SyncSender<Batch>],
-) -> io::Result<()> {
+/// Reads the input and deals batches. Stops when a worker is gone (the
+/// writer failed and everything is shutting down).
+fn read_batches(input: impl io::Read, max_line: usize, mut dealer: Dealer) -> io::Result<()> {
+    let stopped = || io::Error::other("a worker stopped; input not fully processed");
     let mut reader = LineReader::new(input, max_line);
     let mut batch = Batch::default();
-    let mut next = 0usize;
     let mut closed = false;
-    let mut send = |batch: &mut Batch, closed: &mut bool| {
-        if batch.items.is_empty() || *closed {
-            return;
-        }
-        let b = std::mem::take(batch);
-        if to_workers[next % to_workers.len()].send(b).is_err() {
-            *closed = true;
-        }
-        next += 1;
-    };
     loop {
-        let chunk = reader.next(|| send(&mut batch, &mut closed))?;
+        // Hand over what we have before a read that may block.
+        let chunk = reader.next(|| {
+            if !batch.is_empty() && !closed {
+                closed = !dealer.send(std::mem::take(&mut batch));
+            }
+        })?;
         if closed {
-            return Err(io::Error::other(
-                "a worker stopped; input not fully processed",
-            ));
+            return Err(stopped());
         }
         let Some(chunk) = chunk else { break };
-        let item = Item::from_chunk(&chunk, batch.data.len());
-        let data = match chunk {
-            Chunk::Line { data, .. } | Chunk::Piece { data, .. } => data,
-        };
-        batch.data.extend_from_slice(data);
-        batch.items.push(item);
-        if batch.data.len() >= BATCH_BYTES || batch.items.len() >= BATCH_LINES {
-            send(&mut batch, &mut closed);
+        batch.push(&chunk);
+        if batch.is_full() && !dealer.send(std::mem::take(&mut batch)) {
+            return Err(stopped());
         }
     }
-    send(&mut batch, &mut closed);
-    if closed {
-        return Err(io::Error::other(
-            "a worker stopped; input not fully processed",
-        ));
+    if !batch.is_empty() && !dealer.send(batch) {
+        return Err(stopped());
     }
     Ok(())
-}
-
-fn worker(rs: &Ruleset, rx: Receiver<Batch>, tx: SyncSender<Vec<u8>>) -> Stats {
-    let mut scratch = Scratch::new(rs);
-    let mut stats = Stats::new(rs);
-    for batch in rx {
-        let mut out = Vec::with_capacity(batch.data.len() + batch.data.len() / 8);
-        for &item in &batch.items {
-            // Writing to a Vec cannot fail.
-            let _ = process(rs, &batch.data, item, &mut scratch, &mut stats, &mut out);
-        }
-        if tx.send(out).is_err() {
-            break;
-        }
-    }
-    stats
-}
-
-/// Takes results in the order batches were dealt and writes them; flushes
-/// whenever the next result is not ready yet.
-fn write_in_order<W: Write>(from: Vec<Receiver<Vec<u8>>>, output: W) -> io::Result<()> {
-    let mut out = io::BufWriter::with_capacity(256 * 1024, output);
-    let mut k = 0usize;
-    loop {
-        let rx = &from[k % from.len()];
-        let buf = match rx.try_recv() {
-            Ok(b) => b,
-            Err(TryRecvError::Empty) => {
-                out.flush()?;
-                match rx.recv() {
-                    Ok(b) => b,
-                    Err(_) => break,
-                }
-            }
-            Err(TryRecvError::Disconnected) => break,
-        };
-        out.write_all(&buf)?;
-        k += 1;
-    }
-    // The worker whose turn it is has finished. If another still has
-    // results, a worker died mid-stream: say so rather than end quietly.
-    if from.iter().any(|rx| rx.try_recv().is_ok()) {
-        return Err(io::Error::other("a worker stopped; output incomplete"));
-    }
-    out.flush()
 }
 
 /// `--stats`: a summary on stderr. Counts and rule ids only, never content.

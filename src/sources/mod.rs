@@ -4,4 +4,5 @@
 //! `redactd scan`) split into lines by [`lines::LineReader`], which also
 //! enforces the line-length limit.
 
+pub mod checkpoint;
 pub mod lines;

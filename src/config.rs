@@ -1,0 +1,372 @@
+//! Agent configuration (`redactd run --config agent.toml`).
+//!
+//! Typed and strict: unknown keys are errors, every error names the file and
+//! line. Defaults make the empty config a working agent: stdin to stdout with
+//! the built-in rules.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors from reading or checking a config file. Never holds log content.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where checkpoints live. Default `/var/lib/redactd`, or
+    /// `$REDACTD_DATA_DIR`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub rules: RulesConfig,
+    #[serde(default = "default_sources")]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default = "default_sinks")]
+    pub sinks: Vec<SinkConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Rule files or directories added to (or replacing) the built-in rules.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    #[serde(default)]
+    pub no_default_rules: bool,
+    /// Environment variable with the key for `hash` actions.
+    pub hash_key_env: Option<String>,
+    /// File with the key for `hash` actions.
+    pub hash_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    Stdin {
+        #[serde(default = "default_stdin_id")]
+        id: String,
+    },
+    File(FileSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            SourceConfig::Stdin { id } => id,
+            SourceConfig::File(f) => &f.id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    pub id: String,
+    /// Glob patterns (`/var/log/app/*.log`).
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Where to start in a file never seen before, found at startup.
+    /// Files that appear later are always read from the beginning.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// How often the stat loop looks at files (milliseconds). inotify (via
+    /// `notify`) wakes it sooner when it can.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// How long a rotated-away or deleted file is kept open for late writes.
+    #[serde(default = "default_rotate_wait_ms")]
+    pub rotate_wait_ms: u64,
+    /// Longest line handled whole (bytes).
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    #[default]
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    Stdout {
+        #[serde(default = "default_stdout_id")]
+        id: String,
+    },
+    File {
+        id: String,
+        path: PathBuf,
+        /// Rotate when the file would grow past this many bytes (0: never).
+        #[serde(default)]
+        max_bytes: u64,
+        /// fsync after each batch before acknowledging it.
+        #[serde(default)]
+        fsync: bool,
+    },
+}
+
+impl SinkConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            SinkConfig::Stdout { id } => id,
+            SinkConfig::File { id, .. } => id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` for `/metrics`, `/healthz`, `/readyz`; empty: off.
+    #[serde(default)]
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            address: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Redaction threads; 0: one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// Batches waiting between stages (memory bound: batches are ≤ 256 KiB).
+    #[serde(default = "default_queue")]
+    pub queue_batches: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            threads: 0,
+            queue_batches: default_queue(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long SIGTERM may take to drain (milliseconds).
+    #[serde(default = "default_grace_ms")]
+    pub grace_period_ms: u64,
+    /// How often checkpoints are written while running (milliseconds).
+    #[serde(default = "default_checkpoint_ms")]
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            grace_period_ms: default_grace_ms(),
+            checkpoint_interval_ms: default_checkpoint_ms(),
+        }
+    }
+}
+
+impl ShutdownConfig {
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_period_ms)
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("REDACTD_DATA_DIR")
+        .map_or_else(|| PathBuf::from("/var/lib/redactd"), PathBuf::from)
+}
+fn default_sources() -> Vec<SourceConfig> {
+    vec![SourceConfig::Stdin {
+        id: default_stdin_id(),
+    }]
+}
+fn default_sinks() -> Vec<SinkConfig> {
+    vec![SinkConfig::Stdout {
+        id: default_stdout_id(),
+    }]
+}
+fn default_stdin_id() -> String {
+    "stdin".into()
+}
+fn default_stdout_id() -> String {
+    "stdout".into()
+}
+fn default_poll_ms() -> u64 {
+    250
+}
+fn default_rotate_wait_ms() -> u64 {
+    2000
+}
+fn default_max_line() -> usize {
+    crate::cli::DEFAULT_MAX_LINE_BYTES
+}
+fn default_queue() -> usize {
+    8
+}
+fn default_grace_ms() -> u64 {
+    10_000
+}
+fn default_checkpoint_ms() -> u64 {
+    1000
+}
+
+impl AgentConfig {
+    /// The config used when `run` gets no `--config`: stdin to stdout.
+    pub fn default_config() -> AgentConfig {
+        // An empty document gives every default.
+        toml::from_str("").unwrap_or_else(|_| unreachable!("the empty config is valid"))
+    }
+
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: name.clone(),
+            source: e,
+        })?;
+        let line_of = |off: usize| {
+            1 + text[..off.min(text.len())]
+                .bytes()
+                .filter(|b| *b == b'\n')
+                .count()
+        };
+        let cfg: AgentConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: name.clone(),
+            line: e.span().map_or(0, |s| line_of(s.start)),
+            message: e.message().to_string(),
+        })?;
+        cfg.check().map_err(|message| ConfigError::Invalid {
+            path: name.clone(),
+            line: 0,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: unique ids, usable values.
+    pub fn check(&self) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        for s in &self.sources {
+            if !ids.insert(format!("source:{}", s.id())) {
+                return Err(format!("duplicate source id {:?}", s.id()));
+            }
+            if let SourceConfig::File(f) = s {
+                if f.include.is_empty() {
+                    return Err(format!(
+                        "source {:?}: include needs at least one glob",
+                        f.id
+                    ));
+                }
+                for g in f.include.iter().chain(&f.exclude) {
+                    glob::Pattern::new(g)
+                        .map_err(|e| format!("source {:?}: bad glob {g:?}: {e}", f.id))?;
+                }
+                if !(1024..=1 << 30).contains(&f.max_line_bytes) {
+                    return Err(format!(
+                        "source {:?}: max_line_bytes must be between 1024 and 1073741824",
+                        f.id
+                    ));
+                }
+            }
+        }
+        if self
+            .sources
+            .iter()
+            .filter(|s| matches!(s, SourceConfig::Stdin { .. }))
+            .count()
+            > 1
+        {
+            return Err("at most one stdin source".into());
+        }
+        for s in &self.sinks {
+            if !ids.insert(format!("sink:{}", s.id())) {
+                return Err(format!("duplicate sink id {:?}", s.id()));
+            }
+        }
+        if self.sinks.is_empty() {
+            return Err("at least one sink is needed".into());
+        }
+        if !self.metrics.address.is_empty()
+            && self
+                .metrics
+                .address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(format!(
+                "metrics.address {:?} is not host:port",
+                self.metrics.address
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<AgentConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(&p, s).unwrap();
+        AgentConfig::load(&p)
+    }
+
+    #[test]
+    fn empty_config_is_stdin_to_stdout() {
+        let c = parse("").unwrap();
+        assert!(matches!(c.sources[..], [SourceConfig::Stdin { .. }]));
+        assert!(matches!(c.sinks[..], [SinkConfig::Stdout { .. }]));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let e = parse("data_dir = \"/tmp/x\"\n\n[metrics]\naddress = \"127.0.0.1:9\"\nport = 1\n")
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("agent.toml:5") && m.contains("unknown field"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_and_bad_globs_are_rejected() {
+        let e = parse("[[sinks]]\ntype=\"stdout\"\n[[sinks]]\ntype=\"stdout\"\n").unwrap_err();
+        assert!(e.to_string().contains("duplicate sink id"));
+        let e = parse("[[sources]]\ntype=\"file\"\nid=\"a\"\ninclude=[\"[\"]\n").unwrap_err();
+        assert!(e.to_string().contains("bad glob"));
+    }
+}

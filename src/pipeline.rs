@@ -1,0 +1,269 @@
+//! The engine stage between sources and sinks, shared by `filter` and `run`.
+//!
+//! Input arrives as [`Batch`]es (raw lines cut by a source, with the
+//! acknowledgements they carry). A [`Dealer`] deals them round-robin to
+//! worker threads, each with its own bounded channel; [`collect_in_order`]
+//! takes the [`Redacted`] results back in the same round-robin order. That
+//! keeps input order without sequence numbers or a reorder buffer, and
+//! bounds memory to a few batches per worker.
+
+use std::io::{self, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+
+use crate::engine::{FailureKind, Ruleset, Scratch, Stats};
+use crate::sources::lines::Chunk;
+
+/// What replaces a line the engine failed on (a bug): fail closed.
+pub const INTERNAL_ERROR_LINE: &[u8] = b"[REDACTED:internal-error]";
+
+/// A batch is handed on once it holds this many bytes or lines.
+pub const BATCH_BYTES: usize = 256 * 1024;
+pub const BATCH_LINES: usize = 2048;
+/// Batches in flight per worker, each way.
+pub const CHANNEL_DEPTH: usize = 2;
+
+/// One unit of input in a batch: a line, or a piece of an over-long line.
+#[derive(Debug, Clone, Copy)]
+pub struct Item {
+    pub start: usize,
+    pub end: usize,
+    /// A piece of a line longer than the limit (redacted as text).
+    pub piece: bool,
+    /// For pieces: the first of its line.
+    pub first: bool,
+    /// Write a newline after it.
+    pub newline: bool,
+}
+
+impl Item {
+    /// The item for `chunk`, whose bytes will sit at `start` in a batch.
+    pub fn from_chunk(chunk: &Chunk<'_>, start: usize) -> Item {
+        match *chunk {
+            Chunk::Line { data, newline } => Item {
+                start,
+                end: start + data.len(),
+                piece: false,
+                first: false,
+                newline,
+            },
+            Chunk::Piece {
+                data,
+                first,
+                last,
+                newline,
+            } => Item {
+                start,
+                end: start + data.len(),
+                piece: true,
+                first,
+                newline: last && newline,
+            },
+        }
+    }
+}
+
+/// A delivered position to acknowledge once a batch is safe downstream:
+/// `offset` bytes of file `file` of source `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub source: usize,
+    pub file: u64,
+    pub offset: u64,
+}
+
+/// Raw input lines.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub data: Vec<u8>,
+    pub items: Vec<Item>,
+    pub acks: Vec<Ack>,
+    /// Index of the source that cut it.
+    pub source: usize,
+}
+
+impl Batch {
+    /// Appends a chunk.
+    pub fn push(&mut self, chunk: &Chunk<'_>) {
+        let item = Item::from_chunk(chunk, self.data.len());
+        let data = match chunk {
+            Chunk::Line { data, .. } | Chunk::Piece { data, .. } => data,
+        };
+        self.data.extend_from_slice(data);
+        self.items.push(item);
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.data.len() >= BATCH_BYTES || self.items.len() >= BATCH_LINES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.acks.is_empty()
+    }
+}
+
+/// Redacted output of a batch: lines with their newlines, ready to write.
+#[derive(Debug, Default)]
+pub struct Redacted {
+    pub data: Vec<u8>,
+    pub lines: usize,
+    pub bytes_in: usize,
+    pub acks: Vec<Ack>,
+    pub source: usize,
+}
+
+/// Redacts one item of `data` and writes it to `out`.
+pub fn process(
+    rs: &Ruleset,
+    data: &[u8],
+    item: Item,
+    scratch: &mut Scratch,
+    stats: &mut Stats,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let bytes = &data[item.start..item.end];
+    if item.piece {
+        if item.first {
+            stats.lines += 1;
+            stats.lines_redacted += 1;
+            stats.compliance_checked += 1;
+            stats.failure(FailureKind::OversizeLine);
+        }
+        stats.bytes_in += bytes.len() as u64;
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let piece = rs.redact_fragment(bytes, scratch, stats);
+            out.write_all(piece).map(|_| piece.len())
+        }));
+        match r {
+            Ok(res) => stats.bytes_out += res? as u64,
+            Err(_) => {
+                stats.failure(FailureKind::Panic);
+                *scratch = Scratch::new(rs);
+                out.write_all(INTERNAL_ERROR_LINE)?;
+            }
+        }
+    } else {
+        // Keep a CRLF line ending out of the patterns' reach.
+        let (body, cr) = match bytes.split_last() {
+            Some((b'\r', rest)) => (rest, true),
+            _ => (bytes, false),
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let (line, _) = rs.redact_line(body, scratch, stats);
+            out.write_all(line)
+        }));
+        match r {
+            Ok(res) => res?,
+            Err(_) => {
+                stats.failure(FailureKind::Panic);
+                *scratch = Scratch::new(rs);
+                out.write_all(INTERNAL_ERROR_LINE)?;
+            }
+        }
+        if cr {
+            out.write_all(b"\r")?;
+        }
+    }
+    if item.newline {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Redacts a whole batch.
+pub fn redact_batch(
+    rs: &Ruleset,
+    batch: Batch,
+    scratch: &mut Scratch,
+    stats: &mut Stats,
+) -> Redacted {
+    let mut out = Vec::with_capacity(batch.data.len() + batch.data.len() / 8);
+    for &item in &batch.items {
+        // Writing to a Vec cannot fail.
+        let _ = process(rs, &batch.data, item, scratch, stats, &mut out);
+    }
+    Redacted {
+        data: out,
+        lines: batch.items.iter().filter(|i| !i.piece || i.newline).count(),
+        bytes_in: batch.data.len(),
+        acks: batch.acks,
+        source: batch.source,
+    }
+}
+
+/// A worker thread's loop. `observe` sees each batch's counters (for
+/// metrics); the total is returned at the end.
+pub fn worker(
+    rs: &Ruleset,
+    rx: Receiver<Batch>,
+    tx: SyncSender<Redacted>,
+    observe: Option<&(dyn Fn(&Stats) + Sync)>,
+) -> Stats {
+    let mut scratch = Scratch::new(rs);
+    let mut total = Stats::new(rs);
+    for batch in rx {
+        let mut st = Stats::new(rs);
+        let out = redact_batch(rs, batch, &mut scratch, &mut st);
+        if let Some(f) = observe {
+            f(&st);
+        }
+        total.merge(&st);
+        if tx.send(out).is_err() {
+            break;
+        }
+    }
+    total
+}
+
+/// Deals batches round-robin to workers.
+pub struct Dealer {
+    to: Vec<SyncSender<Batch>>,
+    next: usize,
+}
+
+impl Dealer {
+    pub fn new(to: Vec<SyncSender<Batch>>) -> Dealer {
+        Dealer { to, next: 0 }
+    }
+
+    /// Hands a batch on (blocking while the worker is busy: backpressure).
+    /// False when the worker is gone.
+    pub fn send(&mut self, b: Batch) -> bool {
+        let ok = self.to[self.next % self.to.len()].send(b).is_ok();
+        self.next += 1;
+        ok
+    }
+}
+
+/// Takes results in the order batches were dealt and hands each to `each`
+/// as `Some`; calls it with `None` whenever the next result is not ready
+/// yet (a writer flushes there). Ends when the workers are done; an error
+/// if one stopped while others still had results.
+pub fn collect_in_order(
+    from: Vec<Receiver<Redacted>>,
+    mut each: impl FnMut(Option<Redacted>) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut k = 0usize;
+    loop {
+        let rx = &from[k % from.len()];
+        let r = match rx.try_recv() {
+            Ok(r) => r,
+            Err(TryRecvError::Empty) => {
+                each(None)?;
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            }
+            Err(TryRecvError::Disconnected) => break,
+        };
+        each(Some(r))?;
+        k += 1;
+    }
+    // The worker whose turn it is has finished. If another still has
+    // results, a worker died mid-stream: say so rather than end quietly.
+    if from.iter().any(|rx| rx.try_recv().is_ok()) {
+        return Err(io::Error::other("a worker stopped; output incomplete"));
+    }
+    Ok(())
+}
