@@ -11,9 +11,12 @@
 //! - [`engine`]: the rule format, the compiled ruleset, redaction and verify.
 //! - [`cli`]: the command line: `filter` (the default), `scan`, `rules`.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod metrics;
 pub mod pipeline;
+pub mod sinks;
 pub mod sources;

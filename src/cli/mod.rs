@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 `scan` found something, or `rules test`/`lint`
 //! failed; 2 bad usage, unreadable or invalid rules, or an I/O error.
 
+mod agent;
 mod filter;
 mod rules;
 mod scan;
@@ -41,6 +42,11 @@ enum Command {
     /// Report values the rules would redact in existing files; changes nothing.
     /// Exit status 1 when anything was found.
     Scan(ScanArgs),
+    /// Run the agent: sources -> redaction -> sinks, with checkpoints and
+    /// metrics. Without --config: stdin to stdout on the built-in rules.
+    Run(RunArgs),
+    /// Check an agent config and the rules it names, without starting.
+    Validate(RunArgs),
     /// Work with rule files: test, lint, list.
     Rules {
         #[command(subcommand)]
@@ -103,6 +109,13 @@ fn parse_max_line(s: &str) -> Result<usize, String> {
 }
 
 #[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The agent config (TOML).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct ScanArgs {
     #[command(flatten)]
     pub rules: RuleArgs,
@@ -131,6 +144,8 @@ pub fn main() -> i32 {
         None => filter::run(&cli.filter),
         Some(Command::Filter(a)) => filter::run(&a),
         Some(Command::Scan(a)) => scan::run(&a),
+        Some(Command::Run(a)) => agent::run(&a),
+        Some(Command::Validate(a)) => agent::validate(&a),
         Some(Command::Rules { command }) => match command {
             RulesCommand::Test(a) => rules::test(&a),
             RulesCommand::Lint(a) => rules::lint(&a),

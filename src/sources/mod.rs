@@ -5,4 +5,5 @@
 //! enforces the line-length limit.
 
 pub mod checkpoint;
+pub mod file;
 pub mod lines;

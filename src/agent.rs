@@ -1,0 +1,414 @@
+//! `redactd run`: the long-running agent, wired as the pipeline it is.
+//!
+//! ```text
+//! sources (threads) ─▶ engine stage (pipeline: dealer, workers, in-order collector)
+//!     ▲                    └─▶ one bounded queue per sink (memory buffer, blocks when full)
+//!     │                           └─▶ sink thread: write, retry with backoff until delivered
+//!     └──────────── acknowledgements (once every sink has a batch) ◀───┘
+//! ```
+//!
+//! Delivery is at-least-once: a source's checkpoint moves only to offsets
+//! every sink has delivered. Backpressure is end to end: a slow sink fills
+//! its queue, the collector blocks, the workers and the dealer block, and
+//! the sources stop reading.
+//!
+//! Shutdown (SIGTERM/SIGINT, or stdin closing): sources stop reading and
+//! wait, up to the grace period, for what they sent to be acknowledged,
+//! then write their checkpoints; the stages drain behind them. A second
+//! signal exits at once: checkpoint writes are atomic, so the worst case is
+//! replaying lines delivered since the last checkpoint.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::{AgentConfig, SourceConfig};
+use crate::engine::Ruleset;
+use crate::metrics::Metrics;
+use crate::pipeline::{Ack, Batch, CHANNEL_DEPTH, Dealer, Redacted, collect_in_order, worker};
+use crate::sinks::Sink;
+use crate::sources::file::FileSource;
+use crate::sources::lines::LineReader;
+
+/// A redacted batch on its way to every sink; acknowledged when the last
+/// sink has delivered it.
+struct Delivery {
+    data: Vec<u8>,
+    /// The sinks' queue-length counters, decremented as each takes it.
+    queued: Arc<Vec<AtomicUsize>>,
+    lines: usize,
+    acks: Vec<Ack>,
+    remaining: AtomicUsize,
+    read_at: Instant,
+}
+
+/// Runs the agent until shutdown.
+pub fn run(cfg: AgentConfig, rs: Ruleset) -> io::Result<()> {
+    let rs = Arc::new(rs);
+    let metrics = Metrics::new().map_err(io::Error::other)?;
+    metrics.bind_rules(&rs);
+    let stop = Arc::new(AtomicBool::new(false));
+    let grace = cfg.shutdown.grace();
+
+    // Signals and the HTTP endpoints live on a small tokio runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("redactd-ctl")
+        .build()?;
+    runtime.spawn(watch_signals(stop.clone()));
+    if !cfg.metrics.address.is_empty() {
+        let addr = cfg
+            .metrics
+            .address
+            .parse()
+            .map_err(|e| io::Error::other(format!("metrics.address: {e}")))?;
+        // Bind now, so a busy port is a startup error, not a silent gap.
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+        drop(listener);
+        let m = metrics.clone();
+        runtime.spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, m).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    let threads = match cfg.engine.threads {
+        0 => thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let queue = cfg.engine.queue_batches.max(1);
+    let (src_tx, src_rx) = sync_channel::<Batch>(queue);
+
+    // Sources, each with its acknowledgement channel.
+    let mut ack_txs: Vec<Option<Sender<Ack>>> = Vec::new();
+    let mut source_threads = Vec::new();
+    let mut stdin_thread = None;
+    for (i, s) in cfg.sources.iter().enumerate() {
+        let tx = src_tx.clone();
+        match s {
+            SourceConfig::Stdin { id } => {
+                ack_txs.push(None);
+                let (stop, id, m) = (stop.clone(), id.clone(), metrics.clone());
+                m.set_health(&format!("source:{id}"), "ok");
+                stdin_thread = Some(thread::Builder::new().name("src-stdin".into()).spawn(
+                    move || {
+                        let r = read_stdin(i, tx, &m, &id);
+                        if let Err(e) = &r {
+                            tracing::error!(source = %id, error = %e, "stdin read failed");
+                        }
+                        // Closing stdin ends the agent: `cmd | redactd run`.
+                        stop.store(true, Ordering::SeqCst);
+                    },
+                )?);
+            }
+            SourceConfig::File(fc) => {
+                let (atx, arx) = channel::<Ack>();
+                ack_txs.push(Some(atx));
+                let src = FileSource::new(
+                    i,
+                    fc.clone(),
+                    &cfg.data_dir,
+                    tx,
+                    arx,
+                    stop.clone(),
+                    Duration::from_millis(cfg.shutdown.checkpoint_interval_ms),
+                )?;
+                metrics.set_health(&format!("source:{}", fc.id), "ok");
+                let st = src.stats.clone();
+                let (m, id) = (metrics.clone(), fc.id.clone());
+                let gauge = m.file_lag_bytes.with_label_values(&[&id]);
+                let trunc = m.file_truncations.with_label_values(&[&id]);
+                let stop2 = stop.clone();
+                // Export the tailer's live numbers.
+                thread::Builder::new()
+                    .name(format!("src-{id}-stats"))
+                    .spawn(move || {
+                        let mut last_trunc = 0;
+                        while !stop2.load(Ordering::SeqCst) {
+                            gauge.set(st.lag_bytes.load(Ordering::Relaxed) as i64);
+                            let t = st.truncations.load(Ordering::Relaxed);
+                            trunc.inc_by(t - last_trunc);
+                            last_trunc = t;
+                            thread::sleep(Duration::from_millis(200));
+                        }
+                    })?;
+                source_threads.push(
+                    thread::Builder::new()
+                        .name(format!("src-{}", fc.id))
+                        .spawn(move || src.run(grace))?,
+                );
+            }
+        }
+    }
+    drop(src_tx);
+    let source_ids: Vec<String> = cfg.sources.iter().map(|s| s.id().to_string()).collect();
+
+    // Sinks: a bounded queue each, drained by its own thread.
+    let mut sink_txs: Vec<SyncSender<Arc<Delivery>>> = Vec::new();
+    let mut sink_threads = Vec::new();
+    let queued: Arc<Vec<AtomicUsize>> =
+        Arc::new(cfg.sinks.iter().map(|_| AtomicUsize::new(0)).collect());
+    let ack_txs = Arc::new(Mutex::new(ack_txs));
+    for (k, sc) in cfg.sinks.iter().enumerate() {
+        let (tx, rx) = sync_channel::<Arc<Delivery>>(queue);
+        sink_txs.push(tx);
+        let sink = Sink::open(sc)?;
+        let (id, m, acks, stop) = (
+            sc.id().to_string(),
+            metrics.clone(),
+            ack_txs.clone(),
+            stop.clone(),
+        );
+        m.set_health(&format!("sink:{id}"), "ok");
+        sink_threads.push(
+            thread::Builder::new()
+                .name(format!("sink-{id}"))
+                .spawn(move || run_sink(sink, rx, k, &id, &m, &acks, &stop, grace))?,
+        );
+    }
+
+    // The engine stage.
+    let mut to_workers = Vec::new();
+    let mut from_workers: Vec<Receiver<Redacted>> = Vec::new();
+    let mut worker_threads = Vec::new();
+    for n in 0..threads {
+        let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
+        let (rtx, rrx) = sync_channel::<Redacted>(CHANNEL_DEPTH);
+        to_workers.push(tx);
+        from_workers.push(rrx);
+        let (rs, m) = (rs.clone(), metrics.clone());
+        worker_threads.push(thread::Builder::new().name(format!("engine-{n}")).spawn(
+            move || {
+                let observe = |st: &crate::engine::Stats| m.observe(st);
+                worker(&rs, rx, rtx, Some(&observe));
+            },
+        )?);
+    }
+    let m = metrics.clone();
+    let sources_done = Arc::new(AtomicBool::new(false));
+    let done = sources_done.clone();
+    let dealer = thread::Builder::new()
+        .name("dealer".into())
+        .spawn(move || {
+            let mut d = Dealer::new(to_workers);
+            loop {
+                let b = match src_rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(b) => b,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                        if done.load(Ordering::SeqCst) =>
+                    {
+                        break;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                let (lines, bytes) = (b.items.len() as u64, b.data.len() as u64);
+                if let Some(id) = source_ids.get(b.source) {
+                    m.events_in.with_label_values(&[id]).inc_by(lines);
+                    m.bytes_in.with_label_values(&[id]).inc_by(bytes);
+                }
+                if !d.send(b) {
+                    break;
+                }
+            }
+        })?;
+    let collector = thread::Builder::new()
+        .name("collector".into())
+        .spawn(move || {
+            collect_in_order(from_workers, |r| {
+                let Some(r) = r else { return Ok(()) };
+                let d = Arc::new(Delivery {
+                    queued: queued.clone(),
+                    data: r.data,
+                    lines: r.lines,
+                    acks: r.acks,
+                    remaining: AtomicUsize::new(sink_txs.len()),
+                    read_at: Instant::now(),
+                });
+                for (k, tx) in sink_txs.iter().enumerate() {
+                    queued[k].fetch_add(1, Ordering::Relaxed);
+                    // Blocks while the sink's queue is full: backpressure.
+                    tx.send(d.clone())
+                        .map_err(|_| io::Error::other("sink stopped"))?;
+                }
+                Ok(())
+            })
+        })?;
+    tracing::info!(
+        sources = cfg.sources.len(),
+        sinks = cfg.sinks.len(),
+        threads,
+        "agent started"
+    );
+
+    for t in source_threads {
+        match t.join() {
+            Ok(Err(e)) => tracing::error!(error = %e, "file source failed"),
+            Err(_) => tracing::error!("file source panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(t) = stdin_thread {
+        // Only wait for stdin when it ended on its own; a signal cannot
+        // interrupt its read, and it has no checkpoint to write.
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            drop(t);
+        }
+    }
+    // Every source has stopped (stdin may still sit in a read that no
+    // signal interrupts: the dealer stops waiting for it). The stages drain
+    // behind; after the grace period we leave regardless, since nothing
+    // undelivered was acknowledged.
+    sources_done.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + grace;
+    wait_until(|| dealer.is_finished(), deadline);
+    wait_until(|| collector.is_finished(), deadline);
+    for t in sink_threads {
+        wait_until(|| t.is_finished(), deadline);
+    }
+    drop(worker_threads);
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+fn wait_until(done: impl Fn() -> bool, deadline: Instant) {
+    while !done() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// First SIGTERM/SIGINT: graceful stop. Second: exit now.
+async fn watch_signals(stop: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let mut count = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        count += 1;
+        if count == 1 {
+            tracing::info!("shutting down: draining (signal again to exit at once)");
+            stop.store(true, Ordering::SeqCst);
+        } else {
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        }
+    }
+}
+
+fn read_stdin(index: usize, tx: SyncSender<Batch>, m: &Metrics, id: &str) -> io::Result<()> {
+    let _ = (m, id);
+    let mut reader = LineReader::new(io::stdin().lock(), crate::cli::DEFAULT_MAX_LINE_BYTES);
+    let new = || Batch {
+        source: index,
+        ..Batch::default()
+    };
+    let mut batch = new();
+    let mut closed = false;
+    loop {
+        let chunk = reader.next(|| {
+            if !batch.is_empty() && !closed {
+                closed = tx.send(std::mem::replace(&mut batch, new())).is_err();
+            }
+        })?;
+        if closed {
+            return Ok(());
+        }
+        let Some(chunk) = chunk else { break };
+        batch.push(&chunk);
+        if batch.is_full() && tx.send(std::mem::replace(&mut batch, new())).is_err() {
+            return Ok(());
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    Ok(())
+}
+
+/// A sink's loop: write each delivery, retrying with exponential backoff
+/// (100 ms to 10 s, with jitter) until it succeeds; acknowledge it when
+/// this was the last sink to deliver it. After shutdown began, retrying
+/// stops at the grace period: undelivered batches stay unacknowledged and
+/// are read again after a restart.
+#[allow(clippy::too_many_arguments)]
+fn run_sink(
+    mut sink: Sink,
+    rx: Receiver<Arc<Delivery>>,
+    k: usize,
+    id: &str,
+    m: &Metrics,
+    acks: &Mutex<Vec<Option<Sender<Ack>>>>,
+    stop: &AtomicBool,
+    grace: Duration,
+) {
+    let events = m.events_out.with_label_values(&[id]);
+    let bytes = m.bytes_out.with_label_values(&[id]);
+    let errors = m.sink_errors.with_label_values(&[id]);
+    let queued = m.buffer_batches.with_label_values(&[id]);
+    let mut stop_seen: Option<Instant> = None;
+    while let Ok(d) = rx.recv() {
+        let waiting = d.queued[k]
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        queued.set(waiting as i64);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match sink.write(&d.data, waiting > 0) {
+                Ok(()) => break,
+                Err(e) => {
+                    errors.inc();
+                    m.set_health(&format!("sink:{id}"), "failing");
+                    tracing::warn!(sink = %id, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed");
+                    if stop.load(Ordering::SeqCst) {
+                        let since = *stop_seen.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= grace {
+                            return;
+                        }
+                    }
+                    thread::sleep(backoff + jitter(backoff));
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        m.set_health(&format!("sink:{id}"), "ok");
+        events.inc_by(d.lines as u64);
+        bytes.inc_by(d.data.len() as u64);
+        m.latency.observe(d.read_at.elapsed().as_secs_f64());
+        if d.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Ok(txs) = acks.lock() {
+                for a in &d.acks {
+                    if let Some(Some(tx)) = txs.get(a.source) {
+                        let _ = tx.send(*a);
+                    }
+                }
+            }
+        }
+    }
+    let _ = sink.flush();
+}
+
+/// Up to a quarter of `d`, from the clock's nanoseconds (no RNG needed for
+/// de-synchronising retries).
+fn jitter(d: Duration) -> Duration {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d / 4 * (n % 1000) / 1000
+}

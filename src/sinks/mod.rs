@@ -1,0 +1,117 @@
+//! Sinks: where redacted batches go.
+//!
+//! Contract: [`Sink::write`] returns only once the batch is as safe as the
+//! sink can make it (written to stdout and flushed; appended to a file, and
+//! fsynced if configured). Only then is the batch acknowledged to its
+//! source, which is what lets checkpoints advance. An error means "not
+//! delivered": the batch is retried and nothing is acknowledged.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use crate::config::SinkConfig;
+
+pub enum Sink {
+    Stdout(io::BufWriter<io::Stdout>),
+    File(FileSink),
+}
+
+impl Sink {
+    pub fn open(cfg: &SinkConfig) -> io::Result<Sink> {
+        Ok(match cfg {
+            SinkConfig::Stdout { .. } => {
+                Sink::Stdout(io::BufWriter::with_capacity(256 * 1024, io::stdout()))
+            }
+            SinkConfig::File {
+                path,
+                max_bytes,
+                fsync,
+                ..
+            } => Sink::File(FileSink::open(path.clone(), *max_bytes, *fsync)?),
+        })
+    }
+
+    /// Writes one batch of complete lines. `more_queued`: another batch is
+    /// waiting, so stdout may stay unflushed until it is written too.
+    pub fn write(&mut self, data: &[u8], more_queued: bool) -> io::Result<()> {
+        match self {
+            Sink::Stdout(w) => {
+                w.write_all(data)?;
+                if !more_queued {
+                    w.flush()?;
+                }
+                Ok(())
+            }
+            Sink::File(f) => f.write(data),
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.flush(),
+            Sink::File(f) => f.file.flush(),
+        }
+    }
+}
+
+/// Appends to a file; rotates by size (the full file is renamed to
+/// `<path>.<unix-nanos>` and a new one started).
+pub struct FileSink {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+    fsync: bool,
+}
+
+impl FileSink {
+    fn open(path: PathBuf, max_bytes: u64, fsync: bool) -> io::Result<FileSink> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(FileSink {
+            path,
+            file,
+            size,
+            max_bytes,
+            fsync,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.max_bytes > 0 && self.size > 0 && self.size + data.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(data)?;
+        if self.fsync {
+            self.file.sync_data()?;
+        }
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(format!(".{stamp}"));
+        self.file.sync_all()?;
+        std::fs::rename(&self.path, &rotated)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
