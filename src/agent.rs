@@ -45,21 +45,42 @@ struct Delivery {
     read_at: Instant,
 }
 
+/// Signal handling and the HTTP endpoints, on a small tokio runtime.
+/// Installed first thing, so a SIGTERM that arrives while the rules are
+/// still compiling is a graceful stop, not a kill.
+pub struct Control {
+    runtime: tokio::runtime::Runtime,
+    stop: Arc<AtomicBool>,
+}
+
+impl Control {
+    pub fn install() -> io::Result<Control> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .thread_name("redactd-ctl")
+            .build()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Register synchronously: from here on the default action is off.
+        let (term, int) = runtime.block_on(async {
+            Ok::<_, io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
+        runtime.spawn(watch_signals(stop.clone(), term, int));
+        Ok(Control { runtime, stop })
+    }
+}
+
 /// Runs the agent until shutdown.
-pub fn run(cfg: AgentConfig, rs: Ruleset) -> io::Result<()> {
+pub fn run(cfg: AgentConfig, rs: Ruleset, ctl: Control) -> io::Result<()> {
     let rs = Arc::new(rs);
     let metrics = Metrics::new().map_err(io::Error::other)?;
     metrics.bind_rules(&rs);
-    let stop = Arc::new(AtomicBool::new(false));
+    let Control { runtime, stop } = ctl;
     let grace = cfg.shutdown.grace();
-
-    // Signals and the HTTP endpoints live on a small tokio runtime.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .thread_name("redactd-ctl")
-        .build()?;
-    runtime.spawn(watch_signals(stop.clone()));
     if !cfg.metrics.address.is_empty() {
         let addr = cfg
             .metrics
@@ -286,15 +307,11 @@ fn wait_until(done: impl Fn() -> bool, deadline: Instant) {
 }
 
 /// First SIGTERM/SIGINT: graceful stop. Second: exit now.
-async fn watch_signals(stop: Arc<AtomicBool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+async fn watch_signals(
+    stop: Arc<AtomicBool>,
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) {
     let mut count = 0;
     loop {
         tokio::select! {

@@ -250,9 +250,13 @@ fn kill_9_and_restart_delivers_every_line_at_least_once() {
     let duplicates: usize = t.values().map(|c| c - 1).sum();
     println!("kill -9 x5: {total} lines, {missing} missing, {duplicates} duplicates");
     assert_eq!(missing, 0);
-    // Duplicates come only from the window between delivery and the next
-    // checkpoint (50 ms here) at each of the five kills.
-    assert!(duplicates < total / 2, "{duplicates} duplicates");
+    // Duplicates come only from what was delivered but not yet
+    // checkpointed when a kill hit: a line is repeated at most once per kill.
+    let kills = 5;
+    assert!(
+        t.values().all(|c| *c <= 1 + kills),
+        "a line repeated more often than there were kills"
+    );
 }
 
 #[test]
@@ -389,4 +393,14 @@ fn validate_reports_config_errors_with_file_and_line() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn sigterm_right_after_start_is_still_a_clean_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let a = Agent::start(&cfg);
+    std::thread::sleep(Duration::from_millis(5));
+    let (code, log) = a.term();
+    assert_eq!(code, Some(0), "{log}");
 }

@@ -33,8 +33,9 @@ pub fn run(args: &RunArgs) -> Result<i32> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+    let ctl = crate::agent::Control::install().context("signal handling")?;
     let (cfg, rs) = load(args)?;
-    crate::agent::run(cfg, rs).context("agent")?;
+    crate::agent::run(cfg, rs, ctl).context("agent")?;
     Ok(0)
 }
 
