@@ -226,7 +226,9 @@ fn kill_9_and_restart_delivers_every_line_at_least_once() {
     for pause in [40u64, 110, 15, 170, 75] {
         let before = output(d).lines().count();
         let a = Agent::start(&cfg);
-        let end = Instant::now() + Duration::from_secs(20);
+        // Until it delivers (if the writer is already done and everything
+        // was checkpointed, nothing new comes: then just kill it).
+        let end = Instant::now() + Duration::from_secs(3);
         while output(d).lines().count() <= before && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -396,11 +398,13 @@ fn validate_reports_config_errors_with_file_and_line() {
 }
 
 #[test]
-fn sigterm_right_after_start_is_still_a_clean_exit() {
+fn sigterm_while_the_rules_compile_is_still_a_clean_exit() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
     let a = Agent::start(&cfg);
-    std::thread::sleep(Duration::from_millis(5));
+    // Past process start-up (before `main` no handler can exist), well
+    // inside rule compilation (about 400 ms in a debug build).
+    std::thread::sleep(Duration::from_millis(80));
     let (code, log) = a.term();
     assert_eq!(code, Some(0), "{log}");
 }
