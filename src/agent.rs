@@ -21,17 +21,20 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{AgentConfig, SourceConfig};
 use crate::engine::Ruleset;
 use crate::metrics::Metrics;
-use crate::pipeline::{Ack, Batch, CHANNEL_DEPTH, Dealer, Redacted, collect_in_order, worker};
+use crate::pipeline::{
+    Ack, Batch, CHANNEL_DEPTH, Dealer, Redacted, collect_in_order, redact_batch,
+};
 use crate::sinks::Sink;
 use crate::sources::file::FileSource;
 use crate::sources::lines::LineReader;
+use std::path::Path;
 
 /// A redacted batch on its way to every sink; acknowledged when the last
 /// sink has delivered it.
@@ -51,6 +54,8 @@ struct Delivery {
 pub struct Control {
     runtime: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
+    /// Reload requests (SIGHUP).
+    reload: (Sender<()>, Receiver<()>),
 }
 
 impl Control {
@@ -63,23 +68,65 @@ impl Control {
             .build()?;
         let stop = Arc::new(AtomicBool::new(false));
         // Register synchronously: from here on the default action is off.
-        let (term, int) = runtime.block_on(async {
+        let (term, int, hup) = runtime.block_on(async {
             Ok::<_, io::Error>((
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             ))
         })?;
         runtime.spawn(watch_signals(stop.clone(), term, int));
-        Ok(Control { runtime, stop })
+        let (tx, rx) = channel::<()>();
+        let hup_tx = tx.clone();
+        runtime.spawn(async move {
+            let mut hup = hup;
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading rules");
+                let _ = hup_tx.send(());
+            }
+        });
+        Ok(Control {
+            runtime,
+            stop,
+            reload: (tx, rx),
+        })
+    }
+}
+
+/// Builds a fresh ruleset from the configured rule files (for reloads).
+/// The error is a message with `file:line`, never log content.
+pub type RuleLoader = Box<dyn Fn() -> Result<Ruleset, String> + Send>;
+
+/// The ruleset in use, swapped atomically by a reload. Workers pick up the
+/// new one at their next batch.
+pub struct SharedRules(RwLock<Arc<Ruleset>>);
+
+impl SharedRules {
+    pub fn current(&self) -> Arc<Ruleset> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+    fn swap(&self, rs: Arc<Ruleset>) {
+        match self.0.write() {
+            Ok(mut g) => *g = rs,
+            Err(p) => *p.into_inner() = rs,
+        }
     }
 }
 
 /// Runs the agent until shutdown.
-pub fn run(cfg: AgentConfig, rs: Ruleset, ctl: Control) -> io::Result<()> {
-    let rs = Arc::new(rs);
+pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> io::Result<()> {
     let metrics = Metrics::new().map_err(io::Error::other)?;
     metrics.bind_rules(&rs);
-    let Control { runtime, stop } = ctl;
+    let rules = Arc::new(SharedRules(RwLock::new(Arc::new(rs))));
+    let Control {
+        runtime,
+        stop,
+        reload,
+    } = ctl;
+    spawn_reloader(&cfg, loader, rules.clone(), metrics.clone(), reload)?;
     let grace = cfg.shutdown.grace();
     if !cfg.metrics.address.is_empty() {
         let addr = cfg
@@ -202,13 +249,12 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, ctl: Control) -> io::Result<()> {
         let (rtx, rrx) = sync_channel::<Redacted>(CHANNEL_DEPTH);
         to_workers.push(tx);
         from_workers.push(rrx);
-        let (rs, m) = (rs.clone(), metrics.clone());
-        worker_threads.push(thread::Builder::new().name(format!("engine-{n}")).spawn(
-            move || {
-                let observe = |st: &crate::engine::Stats| m.observe(st);
-                worker(&rs, rx, rtx, Some(&observe));
-            },
-        )?);
+        let (rules, m) = (rules.clone(), metrics.clone());
+        worker_threads.push(
+            thread::Builder::new()
+                .name(format!("engine-{n}"))
+                .spawn(move || reloadable_worker(&rules, rx, rtx, &m))?,
+        );
     }
     let m = metrics.clone();
     let sources_done = Arc::new(AtomicBool::new(false));
@@ -297,6 +343,105 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, ctl: Control) -> io::Result<()> {
     drop(worker_threads);
     runtime.shutdown_timeout(Duration::from_millis(100));
     tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// An engine worker that follows reloads: it takes the current ruleset at
+/// each batch and rebuilds its scratch space when the ruleset changed.
+fn reloadable_worker(
+    rules: &SharedRules,
+    rx: Receiver<Batch>,
+    tx: SyncSender<Redacted>,
+    m: &Metrics,
+) {
+    let mut rs = rules.current();
+    let mut scratch = crate::engine::Scratch::new(&rs);
+    for batch in rx {
+        let cur = rules.current();
+        if !Arc::ptr_eq(&cur, &rs) {
+            rs = cur;
+            scratch = crate::engine::Scratch::new(&rs);
+        }
+        let mut st = crate::engine::Stats::new(&rs);
+        let out = redact_batch(&rs, batch, &mut scratch, &mut st);
+        m.observe(&rs, &st);
+        if tx.send(out).is_err() {
+            break;
+        }
+    }
+}
+
+/// Reloads the rules on SIGHUP and when a configured rule file changes:
+/// the new set is compiled and its own tests run on this thread, off the
+/// hot path, and swapped in only if both succeed. A broken set keeps the
+/// old one running.
+fn spawn_reloader(
+    cfg: &AgentConfig,
+    loader: RuleLoader,
+    rules: Arc<SharedRules>,
+    m: Arc<Metrics>,
+    (tx, rx): (Sender<()>, Receiver<()>),
+) -> io::Result<()> {
+    use notify::Watcher;
+    let watcher = {
+        let tx = tx.clone();
+        notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })
+    };
+    let mut watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch rule files; reload with SIGHUP");
+            None
+        }
+    };
+    if let Some(w) = watcher.as_mut() {
+        for p in &cfg.rules.paths {
+            // Watch the directory holding a file: editors replace files by
+            // rename, which a watch on the file itself would not follow.
+            let target = if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map_or_else(|| p.clone(), Path::to_path_buf)
+            };
+            if let Err(e) = w.watch(&target, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!(path = %p.display(), error = %e, "cannot watch rule path; reload with SIGHUP");
+            }
+        }
+    }
+    let ok = m.reloads.with_label_values(&["success"]);
+    let failed = m.reloads.with_label_values(&["failure"]);
+    thread::Builder::new().name("reloader".into()).spawn(move || {
+        let _keep = watcher;
+        while rx.recv().is_ok() {
+            // Editors write in several steps: let them finish.
+            thread::sleep(Duration::from_millis(200));
+            while rx.try_recv().is_ok() {}
+            let new = loader().and_then(|rs| {
+                let report = crate::engine::testing::run_tests(&rs);
+                match report.failures.first() {
+                    None => Ok(rs),
+                    Some(f) => Err(format!("rule tests failed ({} failures), first: {f}", report.failures.len())),
+                }
+            });
+            match new {
+                Ok(rs) => {
+                    m.bind_rules(&rs);
+                    let n = rs.rules().len();
+                    rules.swap(Arc::new(rs));
+                    ok.inc();
+                    tracing::info!(rules = n, "rules reloaded");
+                }
+                Err(e) => {
+                    failed.inc();
+                    tracing::error!(error = %e, "rule reload failed; the previous rules stay active");
+                }
+            }
+        }
+    })?;
     Ok(())
 }
 

@@ -38,8 +38,6 @@ pub struct Metrics {
     pub file_truncations: IntCounterVec,
     pub reloads: IntCounterVec,
     pub sink_errors: IntCounterVec,
-    /// Per-rule counters, resolved once (rule index order).
-    rule_counters: Mutex<Vec<IntCounter>>,
     /// Component states for `/readyz`.
     pub health: Mutex<BTreeMap<String, String>>,
 }
@@ -145,30 +143,24 @@ impl Metrics {
             compliance_failures,
             latency,
             registry: r,
-            rule_counters: Mutex::new(Vec::new()),
             health: Mutex::new(BTreeMap::new()),
         }))
     }
 
-    /// Binds the per-rule counters to a ruleset (at start and on reload).
+    /// Creates every rule's series (at 0), so dashboards see all rules
+    /// from the start (at start and on reload).
     pub fn bind_rules(&self, rs: &Ruleset) {
-        let v = rs
-            .rules()
-            .iter()
-            .map(|r| self.redactions.with_label_values(&[&r.id]))
-            .collect();
-        if let Ok(mut g) = self.rule_counters.lock() {
-            *g = v;
+        for r in rs.rules() {
+            self.redactions.with_label_values(&[&r.id]);
         }
     }
 
-    /// Adds one batch's engine counters.
-    pub fn observe(&self, st: &Stats) {
-        if let Ok(rc) = self.rule_counters.lock() {
-            for (c, n) in rc.iter().zip(&st.rule_hits) {
-                if *n > 0 {
-                    c.inc_by(*n);
-                }
+    /// Adds one batch's engine counters; `rs` is the ruleset that made them
+    /// (rule indices are per ruleset, and a reload may have swapped it).
+    pub fn observe(&self, rs: &Ruleset, st: &Stats) {
+        for (r, n) in rs.rules().iter().zip(&st.rule_hits) {
+            if *n > 0 {
+                self.redactions.with_label_values(&[&r.id]).inc_by(*n);
             }
         }
         self.compliance_checked.inc_by(st.compliance_checked);

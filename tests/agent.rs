@@ -408,3 +408,109 @@ fn sigterm_while_the_rules_compile_is_still_a_clean_exit() {
     let (code, log) = a.term();
     assert_eq!(code, Some(0), "{log}");
 }
+
+fn custom_rule(id: &str, prefix: &str) -> String {
+    format!(
+        r#"[[rules]]
+id = "{id}"
+category = "secret"
+pattern = '\b{prefix}_[a-z0-9]{{8}}\b'
+keywords = ["{prefix}_"]
+[[rules.tests]]
+hit = "k {prefix}_abcd1234"
+[[rules.tests]]
+miss = "k {prefix}_x"
+"#
+    )
+}
+
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+fn metric(m: &str, series: &str) -> u64 {
+    m.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until `series` reaches at least `at_least`; returns its value.
+fn wait_metric(port: u16, series: &str, at_least: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = metric(&scrape(port), series);
+        if v >= at_least || Instant::now() > end {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hot_reload_applies_valid_edits_and_keeps_the_old_rules_on_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rules = d.join("rules/custom.toml");
+    fs::create_dir_all(rules.parent().unwrap()).unwrap();
+    fs::write(&rules, custom_rule("acme-key", "acme")).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = write_config(
+        d,
+        &format!(
+            "[metrics]\naddress = \"127.0.0.1:{port}\"\n[rules]\npaths = [\"{}\"]\n",
+            rules.display()
+        ),
+    );
+    let log = d.join("logs/r.log");
+    let agent = Agent::start(&cfg);
+    append(&log, &["one acme_abcd1234 zeta_abcd1234".to_string()]);
+    let out = wait_lines(d, 1, Duration::from_secs(20));
+    assert_eq!(out, "one [REDACTED:acme-key] zeta_abcd1234\n");
+
+    // A broken edit: counted, old rules stay.
+    fs::write(
+        &rules,
+        "[[rules]]\nid = \"broken\"\ncategory = \"secret\"\npattern = '(unclosed'\n",
+    )
+    .unwrap();
+    let failures = "redactd_rule_reloads_total{result=\"failure\"}";
+    let successes = "redactd_rule_reloads_total{result=\"success\"}";
+    assert!(wait_metric(port, failures, 1) >= 1);
+    assert_eq!(metric(&scrape(port), successes), 0);
+    append(&log, &["two acme_abcd1234".to_string()]);
+    let out = wait_lines(d, 2, Duration::from_secs(20));
+    assert!(out.ends_with("two [REDACTED:acme-key]\n"), "{out}");
+
+    // A valid edit takes effect without a restart.
+    fs::write(&rules, custom_rule("zeta-key", "zeta")).unwrap();
+    let ok = wait_metric(port, successes, 1);
+    assert!(ok >= 1);
+    append(&log, &["three acme_abcd1234 zeta_abcd1234".to_string()]);
+    let out = wait_lines(d, 3, Duration::from_secs(20));
+    assert!(
+        out.ends_with("three acme_abcd1234 [REDACTED:zeta-key]\n"),
+        "{out}"
+    );
+
+    // SIGHUP reloads too.
+    let pid = agent.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(wait_metric(port, successes, ok + 1) > ok);
+    let (code, log) = agent.term();
+    assert_eq!(code, Some(0));
+    assert!(log.contains("rule reload failed"), "{log}");
+}

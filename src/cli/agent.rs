@@ -7,7 +7,7 @@ use super::{RuleArgs, RunArgs, load_ruleset};
 use crate::config::AgentConfig;
 use crate::engine::Ruleset;
 
-fn load(args: &RunArgs) -> Result<(AgentConfig, Ruleset)> {
+fn load(args: &RunArgs) -> Result<(AgentConfig, Ruleset, RuleArgs)> {
     let cfg = match &args.config {
         Some(p) => AgentConfig::load(p)?,
         None => AgentConfig::default_config(),
@@ -19,7 +19,7 @@ fn load(args: &RunArgs) -> Result<(AgentConfig, Ruleset)> {
         hash_key_file: cfg.rules.hash_key_file.clone(),
     };
     let rs = load_ruleset(&rule_args, &[])?;
-    Ok((cfg, rs))
+    Ok((cfg, rs, rule_args))
 }
 
 pub fn run(args: &RunArgs) -> Result<i32> {
@@ -34,13 +34,15 @@ pub fn run(args: &RunArgs) -> Result<i32> {
         )
         .try_init();
     let ctl = crate::agent::Control::install().context("signal handling")?;
-    let (cfg, rs) = load(args)?;
-    crate::agent::run(cfg, rs, ctl).context("agent")?;
+    let (cfg, rs, rule_args) = load(args)?;
+    let loader: crate::agent::RuleLoader =
+        Box::new(move || load_ruleset(&rule_args, &[]).map_err(|e| format!("{e:#}")));
+    crate::agent::run(cfg, rs, loader, ctl).context("agent")?;
     Ok(0)
 }
 
 pub fn validate(args: &RunArgs) -> Result<i32> {
-    let (cfg, rs) = load(args)?;
+    let (cfg, rs, _) = load(args)?;
     println!(
         "config ok: {} sources, {} sinks, {} rules",
         cfg.sources.len(),
