@@ -12,12 +12,8 @@ use serde::Deserialize;
 /// Errors from reading or checking a config file. Never holds log content.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}:{line}: {message}")]
     Invalid {
         path: String,
@@ -253,7 +249,7 @@ impl AgentConfig {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             path: name.clone(),
-            source: e,
+            error: e,
         })?;
         let line_of = |off: usize| {
             1 + text[..off.min(text.len())]

@@ -514,3 +514,14 @@ fn hot_reload_applies_valid_edits_and_keeps_the_old_rules_on_a_broken_file() {
     assert_eq!(code, Some(0));
     assert!(log.contains("rule reload failed"), "{log}");
 }
+
+#[test]
+fn the_shipped_example_config_validates() {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agent.toml");
+    let o = run_env(
+        &["validate", "--config", p],
+        b"",
+        &[("REDACTD_HASH_KEY", "k")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -53,12 +53,10 @@ pub use spec::{ActionKind, Category, PatternEngine, Source};
 /// the rule id; never any log content.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// (The I/O error is part of the message, not a `source`, so that
+    /// error chains do not print it twice.)
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{file}:{line}: {message}")]
     Syntax {
         file: String,

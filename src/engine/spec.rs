@@ -139,7 +139,7 @@ impl Source {
     pub fn read_path(path: &Path) -> Result<Vec<Source>, RuleError> {
         let io = |e: std::io::Error, p: &Path| RuleError::Io {
             path: p.display().to_string(),
-            source: e,
+            error: e,
         };
         let meta = std::fs::metadata(path).map_err(|e| io(e, path))?;
         let mut files: Vec<PathBuf> = Vec::new();
