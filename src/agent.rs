@@ -26,12 +26,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{AgentConfig, SourceConfig};
+use crate::dlq::DeadLetter;
 use crate::engine::Ruleset;
 use crate::metrics::Metrics;
 use crate::pipeline::{
     Ack, Batch, CHANNEL_DEPTH, Dealer, Redacted, collect_in_order, redact_batch,
 };
-use crate::sinks::Sink;
+use crate::sinks::{Sink, WriteError};
 use crate::sources::file::FileSource;
 use crate::sources::lines::LineReader;
 use std::path::Path;
@@ -40,6 +41,8 @@ use std::path::Path;
 /// sink has delivered it.
 struct Delivery {
     data: Vec<u8>,
+    /// Index of the source it came from (for dead-letter records).
+    source: usize,
     /// The sinks' queue-length counters, decremented as each takes it.
     queued: Arc<Vec<AtomicUsize>>,
     lines: usize,
@@ -214,7 +217,16 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
         }
     }
     drop(src_tx);
-    let source_ids: Vec<String> = cfg.sources.iter().map(|s| s.id().to_string()).collect();
+    let source_ids: Arc<Vec<String>> =
+        Arc::new(cfg.sources.iter().map(|s| s.id().to_string()).collect());
+    let dlq_path = cfg
+        .dead_letter
+        .path
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("dead-letter.jsonl"));
+    let dlq = Arc::new(Mutex::new(DeadLetter::open(&dlq_path).map_err(|e| {
+        io::Error::other(format!("dead-letter {}: {e}", dlq_path.display()))
+    })?));
 
     // Sinks: a bounded queue each, drained by its own thread.
     let mut sink_txs: Vec<SyncSender<Arc<Delivery>>> = Vec::new();
@@ -226,17 +238,22 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
         let (tx, rx) = sync_channel::<Arc<Delivery>>(queue);
         sink_txs.push(tx);
         let sink = Sink::open(sc)?;
-        let (id, m, acks, stop) = (
-            sc.id().to_string(),
-            metrics.clone(),
-            ack_txs.clone(),
-            stop.clone(),
-        );
-        m.set_health(&format!("sink:{id}"), "ok");
+        let ctx = SinkCtx {
+            k,
+            id: sc.id().to_string(),
+            max_retries: sc.max_retries(),
+            source_ids: source_ids.clone(),
+            dlq: dlq.clone(),
+            m: metrics.clone(),
+            acks: ack_txs.clone(),
+            stop: stop.clone(),
+            grace,
+        };
+        metrics.set_health(&format!("sink:{}", ctx.id), "ok");
         sink_threads.push(
             thread::Builder::new()
-                .name(format!("sink-{id}"))
-                .spawn(move || run_sink(sink, rx, k, &id, &m, &acks, &stop, grace))?,
+                .name(format!("sink-{}", ctx.id))
+                .spawn(move || run_sink(sink, rx, ctx))?,
         );
     }
 
@@ -291,6 +308,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                 let Some(r) = r else { return Ok(()) };
                 let d = Arc::new(Delivery {
                     queued: queued.clone(),
+                    source: r.source,
                     data: r.data,
                     lines: r.lines,
                     acks: r.acks,
@@ -504,57 +522,119 @@ fn read_stdin(index: usize, tx: SyncSender<Batch>, m: &Metrics, id: &str) -> io:
     Ok(())
 }
 
-/// A sink's loop: write each delivery, retrying with exponential backoff
-/// (100 ms to 10 s, with jitter) until it succeeds; acknowledge it when
-/// this was the last sink to deliver it. After shutdown began, retrying
-/// stops at the grace period: undelivered batches stay unacknowledged and
-/// are read again after a restart.
-#[allow(clippy::too_many_arguments)]
-fn run_sink(
-    mut sink: Sink,
-    rx: Receiver<Arc<Delivery>>,
+/// What a sink thread needs besides its sink and queue.
+struct SinkCtx {
     k: usize,
-    id: &str,
-    m: &Metrics,
-    acks: &Mutex<Vec<Option<Sender<Ack>>>>,
-    stop: &AtomicBool,
+    id: String,
+    max_retries: u32,
+    source_ids: Arc<Vec<String>>,
+    dlq: Arc<Mutex<DeadLetter>>,
+    m: Arc<Metrics>,
+    acks: Arc<Mutex<Vec<Option<Sender<Ack>>>>>,
+    stop: Arc<AtomicBool>,
     grace: Duration,
-) {
-    let events = m.events_out.with_label_values(&[id]);
-    let bytes = m.bytes_out.with_label_values(&[id]);
-    let errors = m.sink_errors.with_label_values(&[id]);
-    let queued = m.buffer_batches.with_label_values(&[id]);
+}
+
+/// Consecutive failures after which the sink's circuit opens: attempts are
+/// spaced by the cooldown, and `/readyz` says `circuit_open`.
+const BREAKER_FAILURES: u32 = 5;
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// A sink's loop: write each delivery, retrying with exponential backoff
+/// (100 ms to 10 s, with jitter, or the endpoint's `Retry-After`); a
+/// permanent rejection, or `max_retries` exhausted, sends the batch to the
+/// dead-letter path. The batch is acknowledged once delivered or
+/// dead-lettered by every sink. After shutdown began, retrying stops at the
+/// grace period: undelivered batches stay unacknowledged and are read again
+/// after a restart.
+fn run_sink(mut sink: Sink, rx: Receiver<Arc<Delivery>>, c: SinkCtx) {
+    let m = &c.m;
+    let events = m.events_out.with_label_values(&[&c.id]);
+    let bytes = m.bytes_out.with_label_values(&[&c.id]);
+    let errors = m.sink_errors.with_label_values(&[&c.id]);
+    let queued = m.buffer_batches.with_label_values(&[&c.id]);
+    let health = format!("sink:{}", c.id);
     let mut stop_seen: Option<Instant> = None;
+    let mut give_up = || {
+        c.stop.load(Ordering::SeqCst)
+            && stop_seen.get_or_insert_with(Instant::now).elapsed() >= c.grace
+    };
+    let mut consecutive = 0u32;
     while let Ok(d) = rx.recv() {
-        let waiting = d.queued[k]
+        let waiting = d.queued[c.k]
             .fetch_sub(1, Ordering::Relaxed)
             .saturating_sub(1);
         queued.set(waiting as i64);
         let mut backoff = Duration::from_millis(100);
-        loop {
-            match sink.write(&d.data, waiting > 0) {
-                Ok(()) => break,
-                Err(e) => {
-                    errors.inc();
-                    m.set_health(&format!("sink:{id}"), "failing");
-                    tracing::warn!(sink = %id, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink write failed");
-                    if stop.load(Ordering::SeqCst) {
-                        let since = *stop_seen.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= grace {
-                            return;
+        let mut attempts = 0u32;
+        let dead_letter_reason = loop {
+            let err = match sink.write(&d.data, waiting > 0) {
+                Ok(()) => break None,
+                Err(WriteError::Permanent { reason }) => break Some(reason),
+                Err(e @ WriteError::Retry { .. }) => e,
+            };
+            attempts += 1;
+            consecutive += 1;
+            errors.inc();
+            if c.max_retries > 0 && attempts > c.max_retries {
+                break Some("retries_exhausted".to_string());
+            }
+            let open = consecutive >= BREAKER_FAILURES;
+            m.set_health(&health, if open { "circuit_open" } else { "failing" });
+            let after = match &err {
+                WriteError::Retry { after: Some(a), .. } => *a,
+                _ if open => backoff.max(BREAKER_COOLDOWN),
+                _ => backoff + jitter(backoff),
+            };
+            tracing::warn!(sink = %c.id, error = %err, retry_in_ms = after.as_millis() as u64, "sink write failed");
+            if give_up() {
+                return;
+            }
+            thread::sleep(after);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        };
+        consecutive = 0;
+        m.set_health(&health, "ok");
+        match dead_letter_reason {
+            None => {
+                events.inc_by(d.lines as u64);
+                bytes.inc_by(d.data.len() as u64);
+            }
+            Some(reason) => {
+                let source = c.source_ids.get(d.source).map_or("", String::as_str);
+                // The dead-letter write is what allows the ack: retry it
+                // until it works (backpressure), never skip it.
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    let r = c
+                        .dlq
+                        .lock()
+                        .map_err(|_| io::Error::other("dead-letter lock poisoned"))
+                        .and_then(|mut w| w.write(&d.data, &reason, &c.id, source));
+                    match r {
+                        Ok(n) => {
+                            m.dlq_events.with_label_values(&[&reason]).inc_by(n as u64);
+                            tracing::warn!(sink = %c.id, reason = %reason, events = n, "batch sent to the dead-letter path");
+                            break;
+                        }
+                        Err(e) => {
+                            m.secondary_failures
+                                .with_label_values(&["dlq", "write_error"])
+                                .inc();
+                            tracing::error!(error = %e, "dead-letter write failed; not acknowledging");
+                            if give_up() {
+                                return;
+                            }
+                            thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_secs(10));
                         }
                     }
-                    thread::sleep(backoff + jitter(backoff));
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
-        m.set_health(&format!("sink:{id}"), "ok");
-        events.inc_by(d.lines as u64);
-        bytes.inc_by(d.data.len() as u64);
         m.latency.observe(d.read_at.elapsed().as_secs_f64());
         if d.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Ok(txs) = acks.lock() {
+            if let Ok(txs) = c.acks.lock() {
                 for a in &d.acks {
                     if let Some(Some(tx)) = txs.get(a.source) {
                         let _ = tx.send(*a);

@@ -41,6 +41,17 @@ pub struct AgentConfig {
     pub engine: EngineConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+}
+
+/// Where events go that no sink will ever take. Always on: without it a
+/// permanent rejection would have to either block forever or lose data.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// JSON-lines file; default `<data_dir>/dead-letter.jsonl`.
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -125,6 +136,24 @@ pub enum SinkConfig {
         #[serde(default)]
         fsync: bool,
     },
+    Http {
+        id: String,
+        /// Endpoint receiving `POST`s of NDJSON.
+        url: String,
+        /// `gzip` (default) or `none`.
+        #[serde(default = "default_compression")]
+        compression: String,
+        #[serde(default = "default_http_timeout")]
+        timeout_ms: u64,
+        /// Extra request headers (for tokens prefer a file or env var in
+        /// your deployment tooling; they are never logged).
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        /// Retries before a batch goes to the dead-letter path; 0: retry
+        /// until delivered (backpressure instead of dead-lettering).
+        #[serde(default)]
+        max_retries: u32,
+    },
 }
 
 impl SinkConfig {
@@ -132,6 +161,15 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout { id } => id,
             SinkConfig::File { id, .. } => id,
+            SinkConfig::Http { id, .. } => id,
+        }
+    }
+
+    /// Retries before dead-lettering (0: forever).
+    pub fn max_retries(&self) -> u32 {
+        match self {
+            SinkConfig::Http { max_retries, .. } => *max_retries,
+            _ => 0,
         }
     }
 }
@@ -211,6 +249,12 @@ fn default_sinks() -> Vec<SinkConfig> {
     vec![SinkConfig::Stdout {
         id: default_stdout_id(),
     }]
+}
+fn default_compression() -> String {
+    "gzip".into()
+}
+fn default_http_timeout() -> u64 {
+    10_000
 }
 fn default_stdin_id() -> String {
     "stdin".into()
@@ -308,6 +352,24 @@ impl AgentConfig {
         for s in &self.sinks {
             if !ids.insert(format!("sink:{}", s.id())) {
                 return Err(format!("duplicate sink id {:?}", s.id()));
+            }
+            if let SinkConfig::Http {
+                id,
+                url,
+                compression,
+                ..
+            } = s
+            {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!(
+                        "sink {id:?}: url must start with http:// or https://"
+                    ));
+                }
+                if compression != "gzip" && compression != "none" {
+                    return Err(format!(
+                        "sink {id:?}: compression must be \"gzip\" or \"none\""
+                    ));
+                }
             }
         }
         if self.sinks.is_empty() {

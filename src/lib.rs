@@ -15,6 +15,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod dlq;
 pub mod engine;
 pub mod metrics;
 pub mod pipeline;

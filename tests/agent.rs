@@ -525,3 +525,228 @@ fn the_shipped_example_config_validates() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// A minimal HTTP/1.1 endpoint for the sink tests: answers every request
+/// with `status`, one request per connection, and keeps the gunzipped
+/// bodies of the requests it accepted (2xx).
+struct Endpoint {
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Endpoint {
+    fn start(listener: std::net::TcpListener, status: u16) -> Endpoint {
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (b, r) = (bodies.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 65536];
+                let (head_end, len) = loop {
+                    let n = conn.read(&mut tmp).unwrap_or(0);
+                    if n == 0 {
+                        break (0, 0);
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                if head_end == 0 {
+                    continue;
+                }
+                while buf.len() < head_end + len {
+                    let n = conn.read(&mut tmp).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                }
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if (200..300).contains(&status) {
+                    let mut body = String::new();
+                    let _ = flate2::read::GzDecoder::new(&buf[head_end..head_end + len])
+                        .read_to_string(&mut body);
+                    b.lock().unwrap().push(body);
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Endpoint { bodies, requests }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.lines().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_config(d: &Path, sink_port: u16, metrics_port: u16, extra: &str) -> PathBuf {
+    let cfg = format!(
+        r#"data_dir = "{d}/data"
+[[sources]]
+type = "file"
+id = "app"
+include = ["{d}/logs/*.log"]
+poll_interval_ms = 20
+[[sinks]]
+type = "http"
+id = "collector"
+url = "http://127.0.0.1:{sink_port}/ingest"
+timeout_ms = 2000
+{extra}
+[metrics]
+address = "127.0.0.1:{metrics_port}"
+[shutdown]
+checkpoint_interval_ms = 50
+grace_period_ms = 3000
+"#,
+        d = d.display()
+    );
+    let p = d.join("agent.toml");
+    fs::write(&p, cfg).unwrap();
+    fs::create_dir_all(d.join("logs")).unwrap();
+    p
+}
+
+/// A GET on the metrics port; empty while it is not up yet.
+fn get(port: u16, path: &str) -> String {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn http_sink_outage_loses_nothing_keeps_order_and_flips_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sink_port, metrics_port) = (free_port(), free_port());
+    let cfg = http_config(d, sink_port, metrics_port, "");
+    let agent = Agent::start(&cfg);
+    let expected: Vec<String> = (0..300).map(|n| line("h", n)).collect();
+    append(&d.join("logs/h.log"), &expected[..150]);
+    // Nothing listens on the sink's port: the sink fails and readiness drops.
+    wait_for("readiness to drop", Duration::from_secs(20), || {
+        get(metrics_port, "/readyz").contains("503")
+    });
+    append(&d.join("logs/h.log"), &expected[150..]);
+    std::thread::sleep(Duration::from_millis(300));
+    // The endpoint comes up: everything arrives, in order.
+    let ep = Endpoint::start(
+        std::net::TcpListener::bind(("127.0.0.1", sink_port)).unwrap(),
+        200,
+    );
+    wait_for("all lines", Duration::from_secs(40), || {
+        ep.lines().len() >= 300
+    });
+    wait_for("readiness to return", Duration::from_secs(20), || {
+        get(metrics_port, "/readyz").contains("200 OK")
+    });
+    let got = ep.lines();
+    let keys: Vec<String> = got
+        .iter()
+        .map(|l| l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let want: Vec<String> = (0..300).map(|n| format!("h event {n}")).collect();
+    assert_eq!(keys, want, "every line once, in order");
+    assert!(got.iter().all(|l| !l.contains("@example.com")));
+    let m = get(metrics_port, "/metrics");
+    assert!(
+        metric(&m, "redactd_sink_errors_total{sink=\"collector\"}") >= 1,
+        "{m}"
+    );
+    let (code, _) = agent.term();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn http_sink_permanent_rejection_goes_to_the_dead_letter_file_redacted_and_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sink_port, metrics_port) = (free_port(), free_port());
+    let ep = Endpoint::start(
+        std::net::TcpListener::bind(("127.0.0.1", sink_port)).unwrap(),
+        400,
+    );
+    let cfg = http_config(d, sink_port, metrics_port, "");
+    let log = d.join("logs/p.log");
+    append(&log, &(0..20).map(|n| line("p", n)).collect::<Vec<_>>());
+    let agent = Agent::start(&cfg);
+    let dlq = d.join("data/dead-letter.jsonl");
+    wait_for("dead-letter records", Duration::from_secs(20), || {
+        fs::read_to_string(&dlq).map_or(0, |s| s.lines().count()) >= 20
+    });
+    let text = fs::read_to_string(&dlq).unwrap();
+    for (n, l) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["reason"], "http_400");
+        assert_eq!(v["sink"], "collector");
+        assert_eq!(v["source"], "app");
+        let payload = v["payload"].as_str().unwrap();
+        assert!(
+            payload.starts_with(&format!("p event {n} user=[REDACTED:email]")),
+            "{payload}"
+        );
+    }
+    assert!(
+        !text.contains("@example.com"),
+        "raw content in the dead-letter file"
+    );
+    assert!(ep.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let m = get(metrics_port, "/metrics");
+    assert_eq!(
+        metric(&m, "redactd_dlq_events_total{reason=\"http_400\"}"),
+        20,
+        "{m}"
+    );
+    let (code, _) = agent.term();
+    assert_eq!(code, Some(0));
+    // Dead-lettered counts as handled: the checkpoint moved past the lines.
+    let cp = fs::read_to_string(d.join("data/checkpoints/app/checkpoints.json")).unwrap();
+    assert!(
+        cp.contains(&format!(
+            "\"offset\": {}",
+            fs::metadata(&log).unwrap().len()
+        )),
+        "{cp}"
+    );
+}

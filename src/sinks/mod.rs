@@ -1,10 +1,14 @@
 //! Sinks: where redacted batches go.
 //!
-//! Contract: [`Sink::write`] returns only once the batch is as safe as the
-//! sink can make it (written to stdout and flushed; appended to a file, and
-//! fsynced if configured). Only then is the batch acknowledged to its
-//! source, which is what lets checkpoints advance. An error means "not
-//! delivered": the batch is retried and nothing is acknowledged.
+//! Contract: [`Sink::write`] returns `Ok` only once the batch is as safe as
+//! the sink can make it (written to stdout and flushed; appended to a file,
+//! and fsynced if configured; accepted by the HTTP endpoint with a 2xx).
+//! Only then is the batch acknowledged to its source, which is what lets
+//! checkpoints advance. [`WriteError::Retry`] means "not delivered, try
+//! again"; [`WriteError::Permanent`] means "this endpoint will never take
+//! it": the batch goes to the dead-letter path.
+
+pub mod http;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -16,6 +20,39 @@ use crate::config::SinkConfig;
 pub enum Sink {
     Stdout(io::BufWriter<io::Stdout>),
     File(FileSink),
+    Http(http::HttpSink),
+}
+
+/// Why a write did not deliver.
+#[derive(Debug)]
+pub enum WriteError {
+    /// Worth retrying (I/O error, timeout, 429, 5xx); `after` is the
+    /// endpoint's `Retry-After`, if it said.
+    Retry {
+        error: String,
+        after: Option<std::time::Duration>,
+    },
+    /// Will never succeed (a 4xx rejection); `reason` names it for the
+    /// dead-letter record and metrics (a bounded set: `http_<code>`).
+    Permanent { reason: String },
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Retry { error, .. } => write!(f, "{error}"),
+            WriteError::Permanent { reason } => write!(f, "rejected for good ({reason})"),
+        }
+    }
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Retry {
+            error: e.to_string(),
+            after: None,
+        }
+    }
 }
 
 impl Sink {
@@ -30,12 +67,27 @@ impl Sink {
                 fsync,
                 ..
             } => Sink::File(FileSink::open(path.clone(), *max_bytes, *fsync)?),
+            SinkConfig::Http {
+                url,
+                compression,
+                timeout_ms,
+                headers,
+                ..
+            } => Sink::Http(http::HttpSink::new(
+                url,
+                compression == "gzip",
+                std::time::Duration::from_millis(*timeout_ms),
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )),
         })
     }
 
     /// Writes one batch of complete lines. `more_queued`: another batch is
     /// waiting, so stdout may stay unflushed until it is written too.
-    pub fn write(&mut self, data: &[u8], more_queued: bool) -> io::Result<()> {
+    pub fn write(&mut self, data: &[u8], more_queued: bool) -> Result<(), WriteError> {
         match self {
             Sink::Stdout(w) => {
                 w.write_all(data)?;
@@ -44,7 +96,8 @@ impl Sink {
                 }
                 Ok(())
             }
-            Sink::File(f) => f.write(data),
+            Sink::File(f) => Ok(f.write(data)?),
+            Sink::Http(h) => h.write(data),
         }
     }
 
@@ -52,6 +105,7 @@ impl Sink {
         match self {
             Sink::Stdout(w) => w.flush(),
             Sink::File(f) => f.file.flush(),
+            Sink::Http(_) => Ok(()),
         }
     }
 }

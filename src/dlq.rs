@@ -1,0 +1,63 @@
+//! The dead-letter path: where events go that no sink will ever accept.
+//!
+//! One JSON line per event: `ts_unix_ms`, `reason` (bounded set, e.g.
+//! `http_400`, `retries_exhausted`), `stage`, `sink`, `source`, and the
+//! `payload`, which is always the engine's *redacted* output: the raw input
+//! never reaches this file. Each write is fsynced before it counts, because
+//! writing here is what allows the source to be acknowledged. If the file
+//! cannot be written, the caller does not acknowledge (backpressure).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+pub struct DeadLetter {
+    file: File,
+}
+
+impl DeadLetter {
+    pub fn open(path: &Path) -> io::Result<DeadLetter> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        Ok(DeadLetter { file })
+    }
+
+    /// Writes one record per line of `redacted` (newline-terminated lines)
+    /// and syncs. Returns the number of records.
+    pub fn write(
+        &mut self,
+        redacted: &[u8],
+        reason: &str,
+        sink: &str,
+        source: &str,
+    ) -> io::Result<usize> {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut out = Vec::with_capacity(redacted.len() + 128);
+        let mut n = 0;
+        for line in redacted.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let rec = serde_json::json!({
+                "ts_unix_ms": ts as u64,
+                "reason": reason,
+                "stage": "sink",
+                "sink": sink,
+                "source": source,
+                "payload": String::from_utf8_lossy(line),
+            });
+            serde_json::to_writer(&mut out, &rec)?;
+            out.push(b'\n');
+            n += 1;
+        }
+        self.file.write_all(&out)?;
+        self.file.sync_data()?;
+        Ok(n)
+    }
+}
