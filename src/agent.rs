@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::buffer::{DiskBuffer, FsyncPolicy, Item as BufItem, MemoryBuffer, Pushed};
 use crate::config::{AgentConfig, SourceConfig};
+use crate::config::{BufferKind, DiskFsync, WhenFull};
 use crate::dlq::DeadLetter;
 use crate::engine::Ruleset;
 use crate::metrics::Metrics;
@@ -43,8 +45,6 @@ struct Delivery {
     data: Vec<u8>,
     /// Index of the source it came from (for dead-letter records).
     source: usize,
-    /// The sinks' queue-length counters, decremented as each takes it.
-    queued: Arc<Vec<AtomicUsize>>,
     lines: usize,
     acks: Vec<Ack>,
     remaining: AtomicUsize,
@@ -228,18 +228,35 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
         io::Error::other(format!("dead-letter {}: {e}", dlq_path.display()))
     })?));
 
-    // Sinks: a bounded queue each, drained by its own thread.
-    let mut sink_txs: Vec<SyncSender<Arc<Delivery>>> = Vec::new();
+    // Sinks: a buffer each (memory or disk), drained by its own thread.
+    let mut sink_queues: Vec<(String, Arc<SinkQueue>)> = Vec::new();
     let mut sink_threads = Vec::new();
-    let queued: Arc<Vec<AtomicUsize>> =
-        Arc::new(cfg.sinks.iter().map(|_| AtomicUsize::new(0)).collect());
     let ack_txs = Arc::new(Mutex::new(ack_txs));
-    for (k, sc) in cfg.sinks.iter().enumerate() {
-        let (tx, rx) = sync_channel::<Arc<Delivery>>(queue);
-        sink_txs.push(tx);
+    for sc in cfg.sinks.iter() {
+        let b = sc.buffer();
+        let q =
+            Arc::new(match b.kind {
+                BufferKind::Memory => SinkQueue::Memory(MemoryBuffer::new(
+                    b.max_events,
+                    b.max_bytes as usize,
+                    b.when_full == WhenFull::DropNewest,
+                )),
+                BufferKind::Disk => {
+                    let dir = cfg.data_dir.join("buffers").join(sc.id());
+                    let fsync = if b.fsync == DiskFsync::Always {
+                        FsyncPolicy::Always
+                    } else {
+                        FsyncPolicy::Never
+                    };
+                    SinkQueue::Disk(DiskBuffer::open(&dir, b.max_bytes, fsync).map_err(|e| {
+                        io::Error::other(format!("disk buffer {}: {e}", dir.display()))
+                    })?)
+                }
+            });
+        sink_queues.push((sc.id().to_string(), q.clone()));
         let sink = Sink::open(sc)?;
         let ctx = SinkCtx {
-            k,
+            queue: q,
             id: sc.id().to_string(),
             max_retries: sc.max_retries(),
             source_ids: source_ids.clone(),
@@ -253,7 +270,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
         sink_threads.push(
             thread::Builder::new()
                 .name(format!("sink-{}", ctx.id))
-                .spawn(move || run_sink(sink, rx, ctx))?,
+                .spawn(move || run_sink(sink, ctx))?,
         );
     }
 
@@ -301,28 +318,30 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                 }
             }
         })?;
+    let (cm, cacks, cstop) = (metrics.clone(), ack_txs.clone(), stop.clone());
     let collector = thread::Builder::new()
         .name("collector".into())
         .spawn(move || {
-            collect_in_order(from_workers, |r| {
+            let r = collect_in_order(from_workers, |r| {
                 let Some(r) = r else { return Ok(()) };
                 let d = Arc::new(Delivery {
-                    queued: queued.clone(),
                     source: r.source,
                     data: r.data,
                     lines: r.lines,
                     acks: r.acks,
-                    remaining: AtomicUsize::new(sink_txs.len()),
+                    remaining: AtomicUsize::new(sink_queues.len()),
                     read_at: Instant::now(),
                 });
-                for (k, tx) in sink_txs.iter().enumerate() {
-                    queued[k].fetch_add(1, Ordering::Relaxed);
-                    // Blocks while the sink's queue is full: backpressure.
-                    tx.send(d.clone())
-                        .map_err(|_| io::Error::other("sink stopped"))?;
+                for (id, q) in &sink_queues {
+                    enqueue(q, &d, id, &cm, &cacks, &cstop);
                 }
                 Ok(())
-            })
+            });
+            // No more input: let the sinks drain their buffers and end.
+            for (_, q) in &sink_queues {
+                q.close();
+            }
+            r
         })?;
     tracing::info!(
         sources = cfg.sources.len(),
@@ -522,9 +541,95 @@ fn read_stdin(index: usize, tx: SyncSender<Batch>, m: &Metrics, id: &str) -> io:
     Ok(())
 }
 
-/// What a sink thread needs besides its sink and queue.
+/// A sink's buffer.
+enum SinkQueue {
+    Memory(MemoryBuffer<Arc<Delivery>>),
+    Disk(DiskBuffer),
+}
+
+impl SinkQueue {
+    fn close(&self) {
+        match self {
+            SinkQueue::Memory(b) => b.close(),
+            SinkQueue::Disk(b) => b.close(),
+        }
+    }
+}
+
+/// Counts one sink's share of a delivery as done; the last share sends the
+/// acknowledgements to the sources.
+fn ack_share(d: &Delivery, acks: &Mutex<Vec<Option<Sender<Ack>>>>) {
+    if d.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if let Ok(txs) = acks.lock() {
+            for a in &d.acks {
+                if let Some(Some(tx)) = txs.get(a.source) {
+                    let _ = tx.send(*a);
+                }
+            }
+        }
+    }
+}
+
+/// Puts a delivery into a sink's buffer. A memory buffer in `block` mode
+/// waits while full (backpressure up to the sources); `drop_newest` drops
+/// and counts; a disk write acknowledges at once, and if it fails (disk
+/// full) it is retried, not skipped: nothing is acknowledged meanwhile.
+fn enqueue(
+    q: &SinkQueue,
+    d: &Arc<Delivery>,
+    id: &str,
+    m: &Metrics,
+    acks: &Mutex<Vec<Option<Sender<Ack>>>>,
+    stop: &AtomicBool,
+) {
+    match q {
+        SinkQueue::Memory(b) => {
+            if b.push(d.clone(), d.lines.max(1), d.data.len()) == Pushed::Dropped {
+                m.buffer_dropped
+                    .with_label_values(&[id])
+                    .inc_by(d.lines as u64);
+                ack_share(d, acks);
+            }
+            let (_, bytes) = b.level();
+            m.buffer_batches
+                .with_label_values(&[id])
+                .set(b.len() as i64);
+            m.buffer_bytes.with_label_values(&[id]).set(bytes as i64);
+        }
+        SinkQueue::Disk(b) => {
+            let item = BufItem {
+                data: d.data.clone(),
+                lines: d.lines as u32,
+                source: d.source as u32,
+            };
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match b.push(&item) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        m.secondary_failures
+                            .with_label_values(&["buffer", "write_error"])
+                            .inc();
+                        tracing::error!(sink = %id, error = %e, "disk buffer write failed; not acknowledging, retrying");
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            ack_share(d, acks);
+            m.buffer_bytes
+                .with_label_values(&[id])
+                .set(b.level().0 as i64);
+        }
+    }
+}
+
+/// What a sink thread needs besides its sink.
 struct SinkCtx {
-    k: usize,
+    queue: Arc<SinkQueue>,
     id: String,
     max_retries: u32,
     source_ids: Arc<Vec<String>>,
@@ -540,19 +645,25 @@ struct SinkCtx {
 const BREAKER_FAILURES: u32 = 5;
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
 
-/// A sink's loop: write each delivery, retrying with exponential backoff
-/// (100 ms to 10 s, with jitter, or the endpoint's `Retry-After`); a
-/// permanent rejection, or `max_retries` exhausted, sends the batch to the
-/// dead-letter path. The batch is acknowledged once delivered or
-/// dead-lettered by every sink. After shutdown began, retrying stops at the
-/// grace period: undelivered batches stay unacknowledged and are read again
-/// after a restart.
-fn run_sink(mut sink: Sink, rx: Receiver<Arc<Delivery>>, c: SinkCtx) {
+/// One unit of work for a sink, and what to do once it is handled.
+enum Work {
+    Memory(Arc<Delivery>),
+    Disk(BufItem, (u64, u64)),
+}
+
+/// A sink's loop: take the next batch from the buffer and write it,
+/// retrying with exponential backoff (100 ms to 10 s, with jitter, or the
+/// endpoint's `Retry-After`); a permanent rejection, or `max_retries`
+/// exhausted, sends the batch to the dead-letter path. Only then is it
+/// removed from the buffer (and, for memory buffers, acknowledged). After
+/// shutdown began, retrying stops at the grace period: what is undelivered
+/// stays unacknowledged (memory) or on disk (disk), and comes again after a
+/// restart.
+fn run_sink(mut sink: Sink, c: SinkCtx) {
     let m = &c.m;
     let events = m.events_out.with_label_values(&[&c.id]);
     let bytes = m.bytes_out.with_label_values(&[&c.id]);
     let errors = m.sink_errors.with_label_values(&[&c.id]);
-    let queued = m.buffer_batches.with_label_values(&[&c.id]);
     let health = format!("sink:{}", c.id);
     let mut stop_seen: Option<Instant> = None;
     let mut give_up = || {
@@ -560,15 +671,37 @@ fn run_sink(mut sink: Sink, rx: Receiver<Arc<Delivery>>, c: SinkCtx) {
             && stop_seen.get_or_insert_with(Instant::now).elapsed() >= c.grace
     };
     let mut consecutive = 0u32;
-    while let Ok(d) = rx.recv() {
-        let waiting = d.queued[c.k]
-            .fetch_sub(1, Ordering::Relaxed)
-            .saturating_sub(1);
-        queued.set(waiting as i64);
+    loop {
+        let work = match &*c.queue {
+            SinkQueue::Memory(b) => match b.peek() {
+                Some(d) => Work::Memory(d),
+                None => break,
+            },
+            SinkQueue::Disk(b) => match b.peek() {
+                Ok(Some((item, pos))) => Work::Disk(item, pos),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(sink = %c.id, error = %e, "disk buffer read failed; retrying");
+                    if give_up() {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            },
+        };
+        let (data, lines, source) = match &work {
+            Work::Memory(d) => (&d.data, d.lines, d.source),
+            Work::Disk(it, _) => (&it.data, it.lines as usize, it.source as usize),
+        };
+        let more = match &*c.queue {
+            SinkQueue::Memory(b) => b.len() > 1,
+            SinkQueue::Disk(_) => false,
+        };
         let mut backoff = Duration::from_millis(100);
         let mut attempts = 0u32;
         let dead_letter_reason = loop {
-            let err = match sink.write(&d.data, waiting > 0) {
+            let err = match sink.write(data, more) {
                 Ok(()) => break None,
                 Err(WriteError::Permanent { reason }) => break Some(reason),
                 Err(e @ WriteError::Retry { .. }) => e,
@@ -597,11 +730,11 @@ fn run_sink(mut sink: Sink, rx: Receiver<Arc<Delivery>>, c: SinkCtx) {
         m.set_health(&health, "ok");
         match dead_letter_reason {
             None => {
-                events.inc_by(d.lines as u64);
-                bytes.inc_by(d.data.len() as u64);
+                events.inc_by(lines as u64);
+                bytes.inc_by(data.len() as u64);
             }
             Some(reason) => {
-                let source = c.source_ids.get(d.source).map_or("", String::as_str);
+                let source = c.source_ids.get(source).map_or("", String::as_str);
                 // The dead-letter write is what allows the ack: retry it
                 // until it works (backpressure), never skip it.
                 let mut backoff = Duration::from_millis(100);
@@ -610,7 +743,7 @@ fn run_sink(mut sink: Sink, rx: Receiver<Arc<Delivery>>, c: SinkCtx) {
                         .dlq
                         .lock()
                         .map_err(|_| io::Error::other("dead-letter lock poisoned"))
-                        .and_then(|mut w| w.write(&d.data, &reason, &c.id, source));
+                        .and_then(|mut w| w.write(data, &reason, &c.id, source));
                     match r {
                         Ok(n) => {
                             m.dlq_events.with_label_values(&[&reason]).inc_by(n as u64);
@@ -632,13 +765,34 @@ fn run_sink(mut sink: Sink, rx: Receiver<Arc<Delivery>>, c: SinkCtx) {
                 }
             }
         }
-        m.latency.observe(d.read_at.elapsed().as_secs_f64());
-        if d.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Ok(txs) = c.acks.lock() {
-                for a in &d.acks {
-                    if let Some(Some(tx)) = txs.get(a.source) {
-                        let _ = tx.send(*a);
+        match work {
+            Work::Memory(d) => {
+                m.latency.observe(d.read_at.elapsed().as_secs_f64());
+                if let SinkQueue::Memory(b) = &*c.queue {
+                    b.pop();
+                    m.buffer_batches
+                        .with_label_values(&[&c.id])
+                        .set(b.len() as i64);
+                    m.buffer_bytes
+                        .with_label_values(&[&c.id])
+                        .set(b.level().1 as i64);
+                }
+                ack_share(&d, &c.acks);
+            }
+            Work::Disk(_, pos) => {
+                if let SinkQueue::Disk(b) = &*c.queue {
+                    if let Err(e) = b.commit(pos) {
+                        // The batch is delivered; a lost cursor only means
+                        // it may be delivered again after a restart.
+                        tracing::error!(sink = %c.id, error = %e, "cannot persist the disk buffer cursor");
                     }
+                    let (pending, corrupt) = b.level();
+                    m.buffer_bytes
+                        .with_label_values(&[&c.id])
+                        .set(pending as i64);
+                    m.buffer_corrupt
+                        .with_label_values(&[&c.id])
+                        .set(corrupt as i64);
                 }
             }
         }

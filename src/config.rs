@@ -125,6 +125,8 @@ pub enum SinkConfig {
     Stdout {
         #[serde(default = "default_stdout_id")]
         id: String,
+        #[serde(default)]
+        buffer: BufferConfig,
     },
     File {
         id: String,
@@ -135,6 +137,8 @@ pub enum SinkConfig {
         /// fsync after each batch before acknowledging it.
         #[serde(default)]
         fsync: bool,
+        #[serde(default)]
+        buffer: BufferConfig,
     },
     Http {
         id: String,
@@ -153,15 +157,91 @@ pub enum SinkConfig {
         /// until delivered (backpressure instead of dead-lettering).
         #[serde(default)]
         max_retries: u32,
+        #[serde(default)]
+        buffer: BufferConfig,
     },
+}
+
+/// A sink's buffer (see `buffer.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// `memory` (default) or `disk`.
+    #[serde(rename = "type", default)]
+    pub kind: BufferKind,
+    /// Memory: most events waiting.
+    #[serde(default = "default_buffer_events")]
+    pub max_events: usize,
+    /// Memory or disk: most bytes waiting.
+    #[serde(default = "default_buffer_bytes")]
+    pub max_bytes: u64,
+    /// Memory: `block` (default; backpressure to the sources) or
+    /// `drop_newest` (drop and count).
+    #[serde(default)]
+    pub when_full: WhenFull,
+    /// Disk: `always` (default; sync before acknowledging) or `never`
+    /// (survives a process crash, not a power loss).
+    #[serde(default)]
+    pub fsync: DiskFsync,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            kind: BufferKind::Memory,
+            max_events: default_buffer_events(),
+            max_bytes: default_buffer_bytes(),
+            when_full: WhenFull::Block,
+            fsync: DiskFsync::Always,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BufferKind {
+    #[default]
+    Memory,
+    Disk,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    #[default]
+    Block,
+    DropNewest,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFsync {
+    #[default]
+    Always,
+    Never,
+}
+
+fn default_buffer_events() -> usize {
+    10_000
+}
+fn default_buffer_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 impl SinkConfig {
     pub fn id(&self) -> &str {
         match self {
-            SinkConfig::Stdout { id } => id,
+            SinkConfig::Stdout { id, .. } => id,
             SinkConfig::File { id, .. } => id,
             SinkConfig::Http { id, .. } => id,
+        }
+    }
+
+    pub fn buffer(&self) -> &BufferConfig {
+        match self {
+            SinkConfig::Stdout { buffer, .. }
+            | SinkConfig::File { buffer, .. }
+            | SinkConfig::Http { buffer, .. } => buffer,
         }
     }
 
@@ -248,6 +328,7 @@ fn default_sources() -> Vec<SourceConfig> {
 fn default_sinks() -> Vec<SinkConfig> {
     vec![SinkConfig::Stdout {
         id: default_stdout_id(),
+        buffer: BufferConfig::default(),
     }]
 }
 fn default_compression() -> String {

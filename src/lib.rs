@@ -12,6 +12,7 @@
 //! - [`cli`]: the command line: `filter` (the default), `scan`, `rules`.
 
 pub mod agent;
+pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod decode;

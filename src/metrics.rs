@@ -33,6 +33,8 @@ pub struct Metrics {
     pub dlq_events: IntCounterVec,
     pub buffer_batches: IntGaugeVec,
     pub buffer_bytes: IntGaugeVec,
+    pub buffer_dropped: IntCounterVec,
+    pub buffer_corrupt: IntGaugeVec,
     pub latency: Histogram,
     pub file_lag_bytes: IntGaugeVec,
     pub file_truncations: IntCounterVec,
@@ -115,6 +117,18 @@ impl Metrics {
                 &["sink"],
             )?,
             buffer_bytes: gauge_vec(&r, "buffer_bytes", "Bytes waiting for a sink", &["sink"])?,
+            buffer_dropped: counter_vec(
+                &r,
+                "buffer_dropped_events_total",
+                "Events dropped by a full memory buffer in drop_newest mode",
+                &["sink"],
+            )?,
+            buffer_corrupt: gauge_vec(
+                &r,
+                "buffer_corrupt_records",
+                "Corrupt disk-buffer records skipped since start",
+                &["sink"],
+            )?,
             file_lag_bytes: gauge_vec(
                 &r,
                 "file_lag_bytes",

@@ -750,3 +750,112 @@ fn http_sink_permanent_rejection_goes_to_the_dead_letter_file_redacted_and_is_ac
         "{cp}"
     );
 }
+
+#[test]
+fn disk_buffer_acknowledges_while_the_sink_is_down_survives_kill_9_and_replays_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sink_port, metrics_port) = (free_port(), free_port());
+    let cfg = http_config(
+        d,
+        sink_port,
+        metrics_port,
+        "[sinks.buffer]\ntype = \"disk\"\nmax_bytes = 10000000\nfsync = \"always\"\n",
+    );
+    let log = d.join("logs/k.log");
+    let all: Vec<String> = (0..400).map(|n| line("k", n)).collect();
+    append(&log, &all[..200]);
+    let a = Agent::start(&cfg);
+    // Durably buffered counts as acknowledged: the checkpoint reaches the
+    // end of the file although nothing was delivered.
+    let cp = d.join("data/checkpoints/app/checkpoints.json");
+    let size = fs::metadata(&log).unwrap().len();
+    wait_for("checkpoint at end of file", Duration::from_secs(20), || {
+        fs::read_to_string(&cp).is_ok_and(|c| c.contains(&format!("\"offset\": {size}")))
+    });
+    a.kill9();
+    append(&log, &all[200..]);
+    let a = Agent::start(&cfg);
+    let size = fs::metadata(&log).unwrap().len();
+    wait_for("second checkpoint", Duration::from_secs(20), || {
+        fs::read_to_string(&cp).is_ok_and(|c| c.contains(&format!("\"offset\": {size}")))
+    });
+    // Now the endpoint comes up: the buffer replays everything, in order.
+    let ep = Endpoint::start(
+        std::net::TcpListener::bind(("127.0.0.1", sink_port)).unwrap(),
+        200,
+    );
+    wait_for("replay", Duration::from_secs(40), || {
+        ep.lines().len() >= 400
+    });
+    let (code, _) = a.term();
+    assert_eq!(code, Some(0));
+    let keys: Vec<String> = ep
+        .lines()
+        .iter()
+        .map(|l| l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let want: Vec<String> = (0..400).map(|n| format!("k event {n}")).collect();
+    assert_eq!(keys, want, "every line once, in order, across a kill -9");
+    let buffered: Vec<_> = fs::read_dir(d.join("data/buffers/collector"))
+        .unwrap()
+        .collect();
+    assert!(!buffered.is_empty());
+}
+
+#[test]
+fn memory_buffer_in_block_mode_stops_the_sources_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (sink_port, metrics_port) = (free_port(), free_port());
+    let cfg = http_config(
+        d,
+        sink_port,
+        metrics_port,
+        "[sinks.buffer]\ntype = \"memory\"\nmax_events = 100\nwhen_full = \"block\"\n[engine]\nthreads = 1\nqueue_batches = 1\n",
+    );
+    // About 20 batches' worth (a batch is at most 2048 lines), far more
+    // than the stages and the buffer hold.
+    let total = 40_000;
+    let all: Vec<String> = (0..total).map(|n| line("b", n)).collect();
+    append(&d.join("logs/b.log"), &all);
+    let a = Agent::start(&cfg);
+    // With the sink down, reading stops: the unread part of the file stays
+    // (lag > 0) and the read count stays put.
+    wait_for("a full buffer", Duration::from_secs(20), || {
+        metric(
+            &get(metrics_port, "/metrics"),
+            "redactd_file_lag_bytes{source=\"app\"}",
+        ) > 0
+            && metric(
+                &get(metrics_port, "/metrics"),
+                "redactd_events_in_total{source=\"app\"}",
+            ) > 0
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let m1 = get(metrics_port, "/metrics");
+    std::thread::sleep(Duration::from_millis(500));
+    let m2 = get(metrics_port, "/metrics");
+    let read = metric(&m2, "redactd_events_in_total{source=\"app\"}");
+    assert_eq!(
+        metric(&m1, "redactd_events_in_total{source=\"app\"}"),
+        read,
+        "reading stopped"
+    );
+    assert!(
+        read < total as u64,
+        "{read} of {total} read while the sink is down"
+    );
+    assert!(metric(&m2, "redactd_file_lag_bytes{source=\"app\"}") > 0);
+    // The sink returns: everything arrives.
+    let ep = Endpoint::start(
+        std::net::TcpListener::bind(("127.0.0.1", sink_port)).unwrap(),
+        200,
+    );
+    wait_for("all lines", Duration::from_secs(60), || {
+        ep.lines().len() >= total
+    });
+    let (code, _) = a.term();
+    assert_eq!(code, Some(0));
+    assert_eq!(ep.lines().len(), total);
+}

@@ -91,6 +91,8 @@ pub struct FileSource {
     pub stats: Arc<FileSourceStats>,
     warned: std::collections::HashSet<PathBuf>,
     checkpoint_every: Duration,
+    /// Unread bytes of the files already visited in this turn.
+    lag_others: u64,
 }
 
 impl FileSource {
@@ -119,6 +121,7 @@ impl FileSource {
             stats: Arc::new(FileSourceStats::default()),
             warned: Default::default(),
             checkpoint_every,
+            lag_others: 0,
         })
     }
 
@@ -333,6 +336,9 @@ impl FileSource {
             let Some(mut f) = self.files.remove(&id) else {
                 continue;
             };
+            // Published as reading goes, so a source blocked by
+            // backpressure still shows how much it has not read.
+            self.lag_others = lag;
             let r = self.read_file(&mut f, &mut batch);
             let size = f.file.metadata().map(|m| m.len()).unwrap_or(f.read_pos);
             lag += size.saturating_sub(f.read_pos);
@@ -398,6 +404,9 @@ impl FileSource {
             }
             f.read_pos += n as u64;
             budget = budget.saturating_sub(n as u64);
+            self.stats
+                .lag_bytes
+                .store(self.lag_others + (size - f.read_pos), Ordering::Relaxed);
             f.buf.extend_from_slice(&chunk[..n]);
             self.cut_lines(f, batch, false);
         }
