@@ -43,6 +43,10 @@ use std::path::Path;
 /// sink has delivered it.
 struct Delivery {
     data: Vec<u8>,
+    /// Redactions per line and the ruleset they refer to (for dead-letter
+    /// records).
+    hits: Vec<(u32, u32)>,
+    rules: Option<Arc<Ruleset>>,
     /// Index of the source it came from (for dead-letter records).
     source: usize,
     lines: usize,
@@ -325,6 +329,8 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
             let r = collect_in_order(from_workers, |r| {
                 let Some(r) = r else { return Ok(()) };
                 let d = Arc::new(Delivery {
+                    hits: r.hits,
+                    rules: r.rules,
                     source: r.source,
                     data: r.data,
                     lines: r.lines,
@@ -400,7 +406,8 @@ fn reloadable_worker(
             scratch = crate::engine::Scratch::new(&rs);
         }
         let mut st = crate::engine::Stats::new(&rs);
-        let out = redact_batch(&rs, batch, &mut scratch, &mut st);
+        let mut out = redact_batch(&rs, batch, &mut scratch, &mut st);
+        out.rules = Some(rs.clone());
         m.observe(&rs, &st);
         if tx.send(out).is_err() {
             break;
@@ -694,6 +701,22 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
             Work::Memory(d) => (&d.data, d.lines, d.source),
             Work::Disk(it, _) => (&it.data, it.lines as usize, it.source as usize),
         };
+        // Rule ids per line, for dead-letter records (not kept on disk:
+        // replayed batches are dead-lettered without them).
+        let rule_ids = |line: usize| -> Vec<String> {
+            match &work {
+                Work::Memory(d) => match &d.rules {
+                    Some(rs) => d
+                        .hits
+                        .iter()
+                        .filter(|(l, _)| *l as usize == line)
+                        .filter_map(|(_, r)| rs.rules().get(*r as usize).map(|x| x.id.clone()))
+                        .collect(),
+                    None => Vec::new(),
+                },
+                Work::Disk(..) => Vec::new(),
+            }
+        };
         let more = match &*c.queue {
             SinkQueue::Memory(b) => b.len() > 1,
             SinkQueue::Disk(_) => false,
@@ -743,7 +766,7 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
                         .dlq
                         .lock()
                         .map_err(|_| io::Error::other("dead-letter lock poisoned"))
-                        .and_then(|mut w| w.write(data, &reason, &c.id, source));
+                        .and_then(|mut w| w.write(data, &reason, &c.id, source, &rule_ids));
                     match r {
                         Ok(n) => {
                             m.dlq_events.with_label_values(&[&reason]).inc_by(n as u64);

@@ -110,6 +110,12 @@ pub struct Redacted {
     pub bytes_in: usize,
     pub acks: Vec<Ack>,
     pub source: usize,
+    /// `(line in this batch, rule index)` for every redaction, so a
+    /// dead-letter record can name the rules that fired on its event.
+    pub hits: Vec<(u32, u32)>,
+    /// The ruleset the indices in `hits` refer to (the agent sets it; a
+    /// reload may swap rulesets between batches).
+    pub rules: Option<std::sync::Arc<Ruleset>>,
 }
 
 /// Redacts one item of `data` and writes it to `out`.
@@ -178,16 +184,25 @@ pub fn redact_batch(
     stats: &mut Stats,
 ) -> Redacted {
     let mut out = Vec::with_capacity(batch.data.len() + batch.data.len() / 8);
+    let mut hits = Vec::new();
+    let mut line = 0u32;
     for &item in &batch.items {
+        stats.clear_journal();
         // Writing to a Vec cannot fail.
         let _ = process(rs, &batch.data, item, scratch, stats, &mut out);
+        hits.extend(stats.journal().iter().map(|&r| (line, r)));
+        if !item.piece || item.newline {
+            line += 1;
+        }
     }
     Redacted {
         data: out,
-        lines: batch.items.iter().filter(|i| !i.piece || i.newline).count(),
+        lines: line as usize,
         bytes_in: batch.data.len(),
         acks: batch.acks,
         source: batch.source,
+        hits,
+        rules: None,
     }
 }
 

@@ -158,6 +158,14 @@ impl Stats {
         self.rule_hits[r as usize] += 1;
         self.journal.push(r);
     }
+    /// Rules that hit since the last [`Stats::clear_journal`] (one entry
+    /// per redaction; the current line's, as `redact_line` clears it).
+    pub fn journal(&self) -> &[u32] {
+        &self.journal
+    }
+    pub fn clear_journal(&mut self) {
+        self.journal.clear();
+    }
     pub(crate) fn mark(&self, findings: usize) -> Mark {
         Mark {
             journal: self.journal.len(),
