@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -199,10 +199,7 @@ impl DiskBuffer {
     /// Opens (or creates, mode 0700) the buffer in `dir` and positions the
     /// reader at the persisted cursor.
     pub fn open(dir: &Path, max_bytes: u64, fsync: FsyncPolicy) -> io::Result<DiskBuffer> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        crate::fsutil::private_dir(dir)?;
         let mut segments: Vec<u64> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -491,18 +488,7 @@ fn read_cursor(dir: &Path) -> Option<(u64, u64)> {
 }
 
 fn write_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<()> {
-    let tmp = dir.join("cursor.tmp");
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        writeln!(f, "{seg} {off}")?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join("cursor"))
+    crate::fsutil::write_atomic(&dir.join("cursor"), format!("{seg} {off}\n").as_bytes())
 }
 
 #[cfg(test)]

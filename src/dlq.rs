@@ -8,9 +8,8 @@
 //! writing here is what allows the source to be acknowledged. If the file
 //! cannot be written, the caller does not acknowledge (backpressure).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub struct DeadLetter {
@@ -19,14 +18,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn open(path: &Path) -> io::Result<DeadLetter> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
+        let (file, _) = crate::fsutil::open_append_lines(path)?;
         Ok(DeadLetter { file })
     }
 

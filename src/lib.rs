@@ -18,6 +18,7 @@ pub mod config;
 pub mod decode;
 pub mod dlq;
 pub mod engine;
+pub mod fsutil;
 pub mod metrics;
 pub mod pipeline;
 pub mod sinks;

@@ -122,15 +122,9 @@ pub struct FileSink {
 
 impl FileSink {
     fn open(path: PathBuf, max_bytes: u64, fsync: bool) -> io::Result<FileSink> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)?;
-        let size = file.metadata()?.len();
+        // A crash mid-write leaves a torn last line: the helper starts a
+        // new line so it cannot glue onto the next record.
+        let (file, size) = crate::fsutil::open_append_lines(&path)?;
         Ok(FileSink {
             path,
             file,

@@ -8,9 +8,8 @@
 //! moment leaves either the old or the new checkpoint, never a torn one.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -95,10 +94,7 @@ impl Store {
     /// A corrupt checkpoint file is an error, not a silent restart from
     /// zero: the caller decides.
     pub fn open(data_dir: &Path) -> io::Result<Store> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)?;
+        crate::fsutil::private_dir(data_dir)?;
         let path = data_dir.join("checkpoints.json");
         let mut entries = HashMap::new();
         match fs::read(&path) {
@@ -141,22 +137,7 @@ impl Store {
         let mut files: Vec<Entry> = self.entries.values().cloned().collect();
         files.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
         let body = serde_json::to_vec_pretty(&OnDisk { version: 1, files })?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        crate::fsutil::write_atomic(&self.path, &body)
     }
 }
 
