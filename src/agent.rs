@@ -36,7 +36,6 @@ use crate::pipeline::{
 };
 use crate::sinks::{Sink, WriteError};
 use crate::sources::file::FileSource;
-use crate::sources::lines::LineReader;
 use std::path::Path;
 
 /// A redacted batch on its way to every sink; acknowledged when the last
@@ -172,7 +171,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                 m.set_health(&format!("source:{id}"), "ok");
                 stdin_thread = Some(thread::Builder::new().name("src-stdin".into()).spawn(
                     move || {
-                        let r = read_stdin(i, tx, &m, &id);
+                        let r = read_stdin(i, tx);
                         if let Err(e) = &r {
                             tracing::error!(source = %id, error = %e, "stdin read failed");
                         }
@@ -518,33 +517,13 @@ async fn watch_signals(
     }
 }
 
-fn read_stdin(index: usize, tx: SyncSender<Batch>, m: &Metrics, id: &str) -> io::Result<()> {
-    let _ = (m, id);
-    let mut reader = LineReader::new(io::stdin().lock(), crate::cli::DEFAULT_MAX_LINE_BYTES);
-    let new = || Batch {
-        source: index,
-        ..Batch::default()
-    };
-    let mut batch = new();
-    let mut closed = false;
-    loop {
-        let chunk = reader.next(|| {
-            if !batch.is_empty() && !closed {
-                closed = tx.send(std::mem::replace(&mut batch, new())).is_err();
-            }
-        })?;
-        if closed {
-            return Ok(());
-        }
-        let Some(chunk) = chunk else { break };
-        batch.push(&chunk);
-        if batch.is_full() && tx.send(std::mem::replace(&mut batch, new())).is_err() {
-            return Ok(());
-        }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(batch);
-    }
+fn read_stdin(index: usize, tx: SyncSender<Batch>) -> io::Result<()> {
+    crate::pipeline::read_batches(
+        io::stdin().lock(),
+        crate::cli::DEFAULT_MAX_LINE_BYTES,
+        index,
+        |b| tx.send(b).is_ok(),
+    )?;
     Ok(())
 }
 

@@ -102,6 +102,41 @@ impl Batch {
     }
 }
 
+/// Cuts a byte stream into batches of `source`'s lines and hands each to
+/// `send`: when full, and right before a read that may block (so a slow
+/// stream's lines go on at once). Returns `Ok(false)` if `send` refused a
+/// batch (the pipeline is shutting down) before the input ended.
+pub fn read_batches(
+    input: impl io::Read,
+    max_line: usize,
+    source: usize,
+    mut send: impl FnMut(Batch) -> bool,
+) -> io::Result<bool> {
+    let mut reader = crate::sources::lines::LineReader::new(input, max_line);
+    let new = || Batch {
+        source,
+        ..Batch::default()
+    };
+    let mut batch = new();
+    let mut refused = false;
+    loop {
+        let chunk = reader.next(|| {
+            if !batch.is_empty() && !refused {
+                refused = !send(std::mem::replace(&mut batch, new()));
+            }
+        })?;
+        if refused {
+            return Ok(false);
+        }
+        let Some(chunk) = chunk else { break };
+        batch.push(&chunk);
+        if batch.is_full() && !send(std::mem::replace(&mut batch, new())) {
+            return Ok(false);
+        }
+    }
+    Ok(batch.is_empty() || send(batch))
+}
+
 /// Redacted output of a batch: lines with their newlines, ready to write.
 #[derive(Debug, Default)]
 pub struct Redacted {

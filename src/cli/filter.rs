@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use super::{FilterArgs, is_broken_pipe, load_ruleset};
 use crate::engine::{FailureKind, Ruleset, Scratch, Stats};
 use crate::pipeline::{
-    Batch, CHANNEL_DEPTH, Dealer, Item, Redacted, collect_in_order, process, worker,
+    Batch, CHANNEL_DEPTH, Dealer, Item, Redacted, collect_in_order, process, read_batches, worker,
 };
 use crate::sources::lines::{Chunk, LineReader};
 
@@ -112,7 +112,17 @@ pub fn filter_parallel<W: Write + Send>(
             out.flush()
         });
 
-        let read_result = read_batches(input, max_line, Dealer::new(to_workers));
+        let mut dealer = Dealer::new(to_workers);
+        let read_result = match read_batches(input, max_line, 0, |b| dealer.send(b)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(io::Error::other(
+                "a worker stopped; input not fully processed",
+            )),
+            Err(e) => Err(e),
+        };
+        // Closing the workers' inputs is what lets them, and the writer,
+        // finish.
+        drop(dealer);
         for w in workers {
             // A worker only ends early when the writer is gone; its stats
             // still count.
@@ -127,35 +137,6 @@ pub fn filter_parallel<W: Write + Send>(
         // it wins over the reader's.
         write_result.and(read_result)
     })
-}
-
-/// Reads the input and deals batches. Stops when a worker is gone (the
-/// writer failed and everything is shutting down).
-fn read_batches(input: impl io::Read, max_line: usize, mut dealer: Dealer) -> io::Result<()> {
-    let stopped = || io::Error::other("a worker stopped; input not fully processed");
-    let mut reader = LineReader::new(input, max_line);
-    let mut batch = Batch::default();
-    let mut closed = false;
-    loop {
-        // Hand over what we have before a read that may block.
-        let chunk = reader.next(|| {
-            if !batch.is_empty() && !closed {
-                closed = !dealer.send(std::mem::take(&mut batch));
-            }
-        })?;
-        if closed {
-            return Err(stopped());
-        }
-        let Some(chunk) = chunk else { break };
-        batch.push(&chunk);
-        if batch.is_full() && !dealer.send(std::mem::take(&mut batch)) {
-            return Err(stopped());
-        }
-    }
-    if !batch.is_empty() && !dealer.send(batch) {
-        return Err(stopped());
-    }
-    Ok(())
 }
 
 /// `--stats`: a summary on stderr. Counts and rule ids only, never content.
