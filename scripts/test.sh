@@ -29,7 +29,8 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo build --locked --bins
-cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+# A hung test must fail the run, not use up CI's time limit.
+timeout 1800 cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
 ./target/debug/redactd rules lint
 ./target/debug/redactd rules test | tee -a "$log"
 ./target/debug/redactd rules test --no-default-rules benches/ruleset-reference.toml | tee -a "$log"

@@ -36,7 +36,17 @@ impl Agent {
     fn term(mut self) -> (Option<i32>, String) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait agent");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait agent") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not stop within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut err);

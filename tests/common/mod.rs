@@ -35,9 +35,33 @@ pub fn run_env(args: &[&str], input: &[u8], env: &[(&str, &str)]) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&data);
     });
-    let out = child.wait_with_output().expect("wait redactd");
+    let read_all = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = read_all(Box::new(child.stdout.take().expect("stdout")));
+    let err = read_all(Box::new(child.stderr.take().expect("stderr")));
+    // A hung process fails the test instead of hanging the whole suite.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait redactd") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("redactd {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     writer.join().expect("writer thread");
-    out
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
 }
 
 pub fn stdout(o: &Output) -> String {
