@@ -545,12 +545,12 @@ impl SinkQueue {
 /// Counts one sink's share of a delivery as done; the last share sends the
 /// acknowledgements to the sources.
 fn ack_share(d: &Delivery, acks: &Mutex<Vec<Option<Sender<Ack>>>>) {
-    if d.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        if let Ok(txs) = acks.lock() {
-            for a in &d.acks {
-                if let Some(Some(tx)) = txs.get(a.source) {
-                    let _ = tx.send(*a);
-                }
+    if d.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+        && let Ok(txs) = acks.lock()
+    {
+        for a in &d.acks {
+            if let Some(Some(tx)) = txs.get(a.source) {
+                let _ = tx.send(*a);
             }
         }
     }

@@ -237,6 +237,7 @@ impl DiskBuffer {
         let valid_end = scan_valid_end(&seg_path(dir, write_seg))?;
         let writer = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
             .write(true)
             .mode(0o600)

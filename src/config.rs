@@ -256,18 +256,11 @@ impl SinkConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct MetricsConfig {
     /// `host:port` for `/metrics`, `/healthz`, `/readyz`; empty: off.
     #[serde(default)]
     pub address: String,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            address: String::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

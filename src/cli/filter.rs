@@ -64,10 +64,10 @@ pub fn filter(
     let mut flush_err: Option<io::Error> = None;
     loop {
         let chunk = reader.next(|| {
-            if flush_err.is_none() {
-                if let Err(e) = out.flush() {
-                    flush_err = Some(e);
-                }
+            if flush_err.is_none()
+                && let Err(e) = out.flush()
+            {
+                flush_err = Some(e);
             }
         })?;
         if let Some(e) = flush_err.take() {

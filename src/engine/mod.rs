@@ -324,13 +324,11 @@ impl Ruleset {
         let view = if escaped { text.as_str() } else { s };
         self.scan_line(view, !escaped, scan, &mut sc.patset);
         let mut clean = scan.all.is_empty();
-        if clean {
-            if let Some(decoded) = redact::percent_decode(view) {
-                let mut bits = sc.take_bits();
-                self.candidates(&decoded, &mut bits, &mut sc.patset);
-                clean = bits.is_empty();
-                sc.put_bits(bits);
-            }
+        if clean && let Some(decoded) = redact::percent_decode(view) {
+            let mut bits = sc.take_bits();
+            self.candidates(&decoded, &mut bits, &mut sc.patset);
+            clean = bits.is_empty();
+            sc.put_bits(bits);
         }
         if escaped {
             sc.lossy = text;

@@ -154,10 +154,10 @@ impl Ruleset {
             if s == e || is_marker(&text[s..]) {
                 return;
             }
-            if let Some(v) = &rule.validator {
-                if !v.check(text, s, e) {
-                    return;
-                }
+            if let Some(v) = &rule.validator
+                && !v.check(text, s, e)
+            {
+                return;
             }
             hits.push(Hit {
                 start: s,

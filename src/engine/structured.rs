@@ -189,11 +189,11 @@ impl Ruleset {
                     });
                 }
                 Token::ObjEnd(p) | Token::ArrEnd(p) => {
-                    if let Some(f) = frames.pop() {
-                        if let Some((ks, ve)) = f.pending_drop {
-                            // The dropped member was the last: remove the comma before it.
-                            edits.delete(f.prev_kept_end.unwrap_or(ks), ve);
-                        }
+                    if let Some(f) = frames.pop()
+                        && let Some((ks, ve)) = f.pending_drop
+                    {
+                        // The dropped member was the last: remove the comma before it.
+                        edits.delete(f.prev_kept_end.unwrap_or(ks), ve);
                     }
                     value_done(&mut frames, p + 1);
                 }
@@ -369,11 +369,11 @@ impl Ruleset {
 }
 
 fn value_done(frames: &mut [Frame<'_>], end: usize) {
-    if let Some(f) = frames.last_mut() {
-        if f.obj {
-            f.prev_kept_end = Some(end);
-            f.member = None;
-            f.key = None;
-        }
+    if let Some(f) = frames.last_mut()
+        && f.obj
+    {
+        f.prev_kept_end = Some(end);
+        f.member = None;
+        f.key = None;
     }
 }

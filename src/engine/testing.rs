@@ -78,12 +78,12 @@ pub fn run_tests(rs: &Ruleset) -> TestReport {
                         report.failures.push(fail(format!(
                             "test {n}: hit case was not redacted: {input:?}"
                         )));
-                    } else if let Some(want) = &case.output {
-                        if &out != want {
-                            report
-                                .failures
-                                .push(fail(format!("test {n}: output {out:?}, expected {want:?}")));
-                        }
+                    } else if let Some(want) = &case.output
+                        && &out != want
+                    {
+                        report
+                            .failures
+                            .push(fail(format!("test {n}: output {out:?}, expected {want:?}")));
                     }
                     if stats.compliance_failures > 0 {
                         report.failures.push(fail(format!(
@@ -139,16 +139,15 @@ pub fn lint(rs: &Ruleset) -> (Vec<Problem>, Vec<Problem>) {
                 "fancy rule without keywords runs on every value: give it keywords".into(),
             ));
         }
-        if let Some(pat) = &rule.pattern {
-            if let Ok(hir) = regex_syntax::Parser::new().parse(pat) {
-                // `regex` runs in linear time whatever the nesting; only a
-                // backtracking engine can blow up on it.
-                if rule.engine == PatternEngine::Fancy && nested_unbounded(&hir, false) {
-                    warnings.push(p(
-                        "nested unbounded quantifiers: catastrophic backtracking risk (ReDoS)"
-                            .into(),
-                    ));
-                }
+        if let Some(pat) = &rule.pattern
+            && let Ok(hir) = regex_syntax::Parser::new().parse(pat)
+        {
+            // `regex` runs in linear time whatever the nesting; only a
+            // backtracking engine can blow up on it.
+            if rule.engine == PatternEngine::Fancy && nested_unbounded(&hir, false) {
+                warnings.push(p(
+                    "nested unbounded quantifiers: catastrophic backtracking risk (ReDoS)".into(),
+                ));
             }
         }
     }

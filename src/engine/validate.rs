@@ -97,7 +97,7 @@ pub fn luhn(s: &str, min_digits: usize, max_digits: usize) -> bool {
         sum += d;
         n += 1;
     }
-    n >= min_digits && n <= max_digits && sum % 10 == 0
+    n >= min_digits && n <= max_digits && sum.is_multiple_of(10)
 }
 
 fn card(s: &str) -> bool {
