@@ -22,7 +22,7 @@
 //!
 //! How a line is processed, cheapest first:
 //! 1. The keyword automaton and the multi-pattern set scan the raw line
-//!    once ([`Ruleset::candidates`]). A JSON line without backslash or
+//!    once (`Ruleset::candidates`). A JSON line without backslash or
 //!    percent escapes whose scan finds nothing is returned untouched
 //!    without being parsed.
 //! 2. JSON lines are walked token by token ([`crate::decode::json`]): field
