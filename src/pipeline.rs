@@ -142,7 +142,6 @@ pub fn read_batches(
 pub struct Redacted {
     pub data: Vec<u8>,
     pub lines: usize,
-    pub bytes_in: usize,
     pub acks: Vec<Ack>,
     pub source: usize,
     /// `(line in this batch, rule index)` for every redaction, so a
@@ -233,7 +232,6 @@ pub fn redact_batch(
     Redacted {
         data: out,
         lines: line as usize,
-        bytes_in: batch.data.len(),
         acks: batch.acks,
         source: batch.source,
         hits,
