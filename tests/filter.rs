@@ -232,6 +232,17 @@ fn output_is_flushed_per_line_when_input_is_slow() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // If a line never arrives, kill the process so the read below fails
+    // instead of hanging the suite.
+    let pid = child.id().to_string();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog_done = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if !watchdog_done.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
     for i in 0..3 {
         writeln!(stdin, "event {i} from ann@example.com").unwrap();
         stdin.flush().unwrap();
@@ -241,6 +252,7 @@ fn output_is_flushed_per_line_when_input_is_slow() {
     }
     drop(stdin);
     assert!(child.wait().unwrap().success());
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 #[test]
