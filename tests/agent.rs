@@ -129,6 +129,11 @@ fn line(file: &str, n: usize) -> String {
     )
 }
 
+/// `<file> event <n>`: what identifies a test line, redacted or not.
+fn key(l: &str) -> String {
+    l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" ")
+}
+
 /// Counts each `<file> event <n>` in the output. A line torn by a
 /// `kill -9` in the middle of a write stands alone (the sink starts a new
 /// line after it) and is not counted.
@@ -142,8 +147,7 @@ fn tally(out: &str) -> HashMap<String, usize> {
             !l.contains("@example.com"),
             "unredacted line delivered: {l}"
         );
-        let key: Vec<&str> = l.splitn(4, ' ').take(3).collect();
-        *t.entry(key.join(" ")).or_default() += 1;
+        *t.entry(key(l)).or_default() += 1;
     }
     t
 }
@@ -201,7 +205,7 @@ fn tailing_with_rename_rotation_copytruncate_and_new_files_delivers_every_line_o
     let t = tally(&out);
     let missing: Vec<&String> = expected
         .iter()
-        .filter(|l| !t.contains_key(&l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" ")))
+        .filter(|l| !t.contains_key(&key(l)))
         .collect();
     assert!(
         missing.is_empty(),
@@ -295,21 +299,12 @@ fn metrics_and_readiness_match_what_was_sent() {
     let agent = Agent::start(&cfg);
     wait_lines(d, 100, Duration::from_secs(20));
     let get = |path: &str| -> String {
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                write!(
-                    s,
-                    "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut body = String::new();
-                let _ = s.read_to_string(&mut body);
-                return body;
-            }
-            assert!(Instant::now() < end, "metrics endpoint not up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut body = String::new();
+        wait_for("the metrics endpoint", Duration::from_secs(10), || {
+            body = get(port, path);
+            !body.is_empty()
+        });
+        body
     };
     // Counters are updated right after delivery; give them a moment.
     let mut m = String::new();
@@ -443,15 +438,7 @@ miss = "k {prefix}_x"
 }
 
 fn scrape(port: u16) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
+    get(port, "/metrics")
 }
 
 fn metric(m: &str, series: &str) -> u64 {
@@ -700,10 +687,7 @@ fn http_sink_outage_loses_nothing_keeps_order_and_flips_readiness() {
         get(metrics_port, "/readyz").contains("200 OK")
     });
     let got = ep.lines();
-    let keys: Vec<String> = got
-        .iter()
-        .map(|l| l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
-        .collect();
+    let keys: Vec<String> = got.iter().map(|l| key(l)).collect();
     let want: Vec<String> = (0..300).map(|n| format!("h event {n}")).collect();
     assert_eq!(keys, want, "every line once, in order");
     assert!(got.iter().all(|l| !l.contains("@example.com")));
@@ -812,11 +796,7 @@ fn disk_buffer_acknowledges_while_the_sink_is_down_survives_kill_9_and_replays_i
     });
     let (code, _) = a.term();
     assert_eq!(code, Some(0));
-    let keys: Vec<String> = ep
-        .lines()
-        .iter()
-        .map(|l| l.splitn(4, ' ').take(3).collect::<Vec<_>>().join(" "))
-        .collect();
+    let keys: Vec<String> = ep.lines().iter().map(|l| key(l)).collect();
     let want: Vec<String> = (0..400).map(|n| format!("k event {n}")).collect();
     assert_eq!(keys, want, "every line once, in order, across a kill -9");
     let buffered: Vec<_> = fs::read_dir(d.join("data/buffers/collector"))

@@ -2,6 +2,9 @@
 //! text lines, structure is kept, planted values never survive, and
 //! redaction is idempotent.
 
+mod common;
+
+use common::key_paths;
 use proptest::prelude::*;
 use redactd::engine::{CompileOptions, Ruleset, Scratch, Stats, spec::builtin_sources};
 use std::sync::OnceLock;
@@ -65,20 +68,6 @@ fn json_value(depth: u32) -> BoxedStrategy<serde_json::Value> {
 fn json_object() -> impl Strategy<Value = serde_json::Map<String, serde_json::Value>> {
     prop::collection::vec(("[a-z_]{1,10}", json_value(3)), 1..8)
         .prop_map(|kv| kv.into_iter().collect())
-}
-
-fn key_paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                let p = format!("{prefix}/{k}");
-                out.push(p.clone());
-                key_paths(v, &p, out);
-            }
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|v| key_paths(v, prefix, out)),
-        _ => {}
-    }
 }
 
 /// Puts `value` into a message string somewhere in the object (at any depth
