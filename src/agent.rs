@@ -198,16 +198,42 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                 let gauge = m.file_lag_bytes.with_label_values(&[&id]);
                 let trunc = m.file_truncations.with_label_values(&[&id]);
                 let stop2 = stop.clone();
-                // Export the tailer's live numbers.
+                // Export the tailer's live numbers: counters as the
+                // difference since the last look.
                 thread::Builder::new()
                     .name(format!("src-{id}-stats"))
                     .spawn(move || {
-                        let mut last_trunc = 0;
-                        while !stop2.load(Ordering::SeqCst) {
+                        let decode =
+                            |kind: &str| m.secondary_failures.with_label_values(&["decode", kind]);
+                        let counters = [
+                            (&st.truncations, trunc),
+                            (&st.malformed_envelopes, decode("malformed_envelope")),
+                            (&st.partial_overflows, decode("partial_overflow")),
+                            (&st.invalid_utf8, decode("invalid_utf8")),
+                        ];
+                        let mut last = [0u64; 4];
+                        let mut last_ns: std::collections::HashMap<String, u64> =
+                            Default::default();
+                        loop {
+                            let stopping = stop2.load(Ordering::SeqCst);
                             gauge.set(st.lag_bytes.load(Ordering::Relaxed) as i64);
-                            let t = st.truncations.load(Ordering::Relaxed);
-                            trunc.inc_by(t - last_trunc);
-                            last_trunc = t;
+                            for ((value, counter), last) in counters.iter().zip(&mut last) {
+                                let v = value.load(Ordering::Relaxed);
+                                counter.inc_by(v.saturating_sub(*last));
+                                *last = v;
+                            }
+                            if let Ok(ns) = st.namespaces.lock() {
+                                for (name, &v) in ns.iter() {
+                                    let l = last_ns.entry(name.clone()).or_insert(0);
+                                    m.kubernetes_events
+                                        .with_label_values(&[&id, name])
+                                        .inc_by(v.saturating_sub(*l));
+                                    *l = v;
+                                }
+                            }
+                            if stopping {
+                                break;
+                            }
                             thread::sleep(Duration::from_millis(200));
                         }
                     })?;
@@ -232,7 +258,10 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
     })?));
 
     // Sinks: a buffer each (memory or disk), drained by its own thread.
-    let mut sink_queues: Vec<(String, Arc<SinkQueue>)> = Vec::new();
+    // Each sink with its queue and, per source index, whether it takes that
+    // source's events (`inputs`; the config check made sure every source
+    // reaches some sink).
+    let mut sink_queues: Vec<(String, Arc<SinkQueue>, Vec<bool>)> = Vec::new();
     let mut sink_threads = Vec::new();
     let ack_txs = Arc::new(Mutex::new(ack_txs));
     for sc in cfg.sinks.iter() {
@@ -256,7 +285,8 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                     })?)
                 }
             });
-        sink_queues.push((sc.id().to_string(), q.clone()));
+        let takes = cfg.sources.iter().map(|s| sc.takes(s.id())).collect();
+        sink_queues.push((sc.id().to_string(), q.clone(), takes));
         let sink = Sink::open(sc)?;
         let ctx = SinkCtx {
             queue: q,
@@ -334,16 +364,24 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                     data: r.data,
                     lines: r.lines,
                     acks: r.acks,
-                    remaining: AtomicUsize::new(sink_queues.len()),
+                    remaining: AtomicUsize::new(
+                        sink_queues
+                            .iter()
+                            .filter(|(_, _, t)| t.get(r.source).copied().unwrap_or(true))
+                            .count(),
+                    ),
                     read_at: Instant::now(),
                 });
-                for (id, q) in &sink_queues {
+                for (id, q, takes) in &sink_queues {
+                    if !takes.get(d.source).copied().unwrap_or(true) {
+                        continue;
+                    }
                     enqueue(q, &d, id, &cm, &cacks, &cstop);
                 }
                 Ok(())
             });
             // No more input: let the sinks drain their buffers and end.
-            for (_, q) in &sink_queues {
+            for (_, q, _) in &sink_queues {
                 q.close();
             }
             r

@@ -109,6 +109,46 @@ pub struct FileSourceConfig {
     /// Longest line handled whole (bytes).
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
+    /// What the lines are: plain log lines, or container-runtime envelopes
+    /// (`cri`, `docker`, `auto`) that are decoded, joined and re-emitted as
+    /// JSON events.
+    #[serde(default)]
+    pub format: LineFormat,
+    /// Largest message joined from partial container records (bytes); a
+    /// join past it is cut (fail closed, counted).
+    #[serde(default = "default_max_line")]
+    pub max_message_bytes: usize,
+    /// Field names of the events a container format emits.
+    #[serde(default)]
+    pub fields: crate::decode::container::Fields,
+    /// Kubernetes metadata from the log path, and namespace filters.
+    /// Needs a container `format`.
+    pub kubernetes: Option<crate::sources::kubernetes::KubernetesConfig>,
+}
+
+/// The shape of a file source's lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineFormat {
+    /// Each line is one event (JSON or text).
+    #[default]
+    Lines,
+    Cri,
+    Docker,
+    Auto,
+}
+
+impl LineFormat {
+    /// The container envelope to decode, if any.
+    pub fn container(self) -> Option<crate::decode::container::Format> {
+        use crate::decode::container::Format;
+        match self {
+            LineFormat::Lines => None,
+            LineFormat::Cri => Some(Format::Cri),
+            LineFormat::Docker => Some(Format::Docker),
+            LineFormat::Auto => Some(Format::Auto),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -127,6 +167,9 @@ pub enum SinkConfig {
         id: String,
         #[serde(default)]
         buffer: BufferConfig,
+        /// Source ids this sink takes; empty means every source.
+        #[serde(default)]
+        inputs: Vec<String>,
     },
     File {
         id: String,
@@ -139,6 +182,9 @@ pub enum SinkConfig {
         fsync: bool,
         #[serde(default)]
         buffer: BufferConfig,
+        /// Source ids this sink takes; empty means every source.
+        #[serde(default)]
+        inputs: Vec<String>,
     },
     Http {
         id: String,
@@ -159,6 +205,9 @@ pub enum SinkConfig {
         max_retries: u32,
         #[serde(default)]
         buffer: BufferConfig,
+        /// Source ids this sink takes; empty means every source.
+        #[serde(default)]
+        inputs: Vec<String>,
     },
 }
 
@@ -245,6 +294,20 @@ impl SinkConfig {
         }
     }
 
+    /// Source ids this sink takes; empty means all.
+    pub fn inputs(&self) -> &[String] {
+        match self {
+            SinkConfig::Stdout { inputs, .. }
+            | SinkConfig::File { inputs, .. }
+            | SinkConfig::Http { inputs, .. } => inputs,
+        }
+    }
+
+    /// Whether events of source `id` go to this sink.
+    pub fn takes(&self, id: &str) -> bool {
+        self.inputs().is_empty() || self.inputs().iter().any(|i| i == id)
+    }
+
     /// Retries before dead-lettering (0: forever).
     pub fn max_retries(&self) -> u32 {
         match self {
@@ -322,6 +385,7 @@ fn default_sinks() -> Vec<SinkConfig> {
     vec![SinkConfig::Stdout {
         id: default_stdout_id(),
         buffer: BufferConfig::default(),
+        inputs: Vec::new(),
     }]
 }
 fn default_compression() -> String {
@@ -412,6 +476,25 @@ impl AgentConfig {
                         f.id
                     ));
                 }
+                if !(1024..=1 << 30).contains(&f.max_message_bytes) {
+                    return Err(format!(
+                        "source {:?}: max_message_bytes must be between 1024 and 1073741824",
+                        f.id
+                    ));
+                }
+                if let Some(k) = &f.kubernetes {
+                    if f.format == LineFormat::Lines {
+                        return Err(format!(
+                            "source {:?}: kubernetes needs format = \"cri\", \"docker\" or \"auto\"",
+                            f.id
+                        ));
+                    }
+                    for g in k.include_namespaces.iter().chain(&k.exclude_namespaces) {
+                        glob::Pattern::new(g).map_err(|e| {
+                            format!("source {:?}: bad namespace glob {g:?}: {e}", f.id)
+                        })?;
+                    }
+                }
             }
         }
         if self
@@ -448,6 +531,23 @@ impl AgentConfig {
         }
         if self.sinks.is_empty() {
             return Err("at least one sink is needed".into());
+        }
+        // Routing: every input names a source, and every source reaches a
+        // sink (an event no sink takes would be dropped silently).
+        for s in &self.sinks {
+            for i in s.inputs() {
+                if !self.sources.iter().any(|src| src.id() == i) {
+                    return Err(format!("sink {:?}: inputs names no source {i:?}", s.id()));
+                }
+            }
+        }
+        for src in &self.sources {
+            if !self.sinks.iter().any(|s| s.takes(src.id())) {
+                return Err(format!(
+                    "source {:?} goes to no sink (no sink lists it in inputs)",
+                    src.id()
+                ));
+            }
         }
         if !self.metrics.address.is_empty()
             && self

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub latency: Histogram,
     pub file_lag_bytes: IntGaugeVec,
     pub file_truncations: IntCounterVec,
+    pub kubernetes_events: IntCounterVec,
     pub reloads: IntCounterVec,
     pub sink_errors: IntCounterVec,
     /// Component states for `/readyz`.
@@ -140,6 +141,12 @@ impl Metrics {
                 "file_truncations_total",
                 "Truncated files read again from 0",
                 &["source"],
+            )?,
+            kubernetes_events: counter_vec(
+                &r,
+                "kubernetes_events_total",
+                "Container events per namespace (opt-in per source; bounded, extra namespaces count as _other)",
+                &["source", "namespace"],
             )?,
             reloads: counter_vec(
                 &r,

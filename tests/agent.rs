@@ -3,68 +3,14 @@
 
 mod common;
 
+use common::agent::*;
 use common::*;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(config: &Path) -> Agent {
-        let child = Command::new(bin())
-            .args(["run", "--config", config.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start agent");
-        Agent { child }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then the exit status and the agent's own log.
-    fn term(mut self) -> (Option<i32>, String) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait agent") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not stop within 60 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        // Whatever the scenario, the agent's own log never carries content.
-        for planted in ["@example.com", "acme_abcd1234", "zeta_abcd1234", "hunter2"] {
-            assert!(!err.contains(planted), "agent log leaked {planted}: {err}");
-        }
-        (status.code(), err)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let cfg = format!(
@@ -437,31 +383,6 @@ miss = "k {prefix}_x"
     )
 }
 
-fn scrape(port: u16) -> String {
-    get(port, "/metrics")
-}
-
-fn metric(m: &str, series: &str) -> u64 {
-    m.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-        .map_or(0, |v| v as u64)
-}
-
-/// Waits until `series` reaches at least `at_least`; returns its value.
-fn wait_metric(port: u16, series: &str, at_least: u64) -> u64 {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = metric(&scrape(port), series);
-        if v >= at_least || Instant::now() > end {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn hot_reload_applies_valid_edits_and_keeps_the_old_rules_on_a_broken_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -601,14 +522,6 @@ impl Endpoint {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http_config(d: &Path, sink_port: u16, metrics_port: u16, extra: &str) -> PathBuf {
     let cfg = format!(
         r#"data_dir = "{d}/data"
@@ -635,29 +548,6 @@ grace_period_ms = 3000
     fs::write(&p, cfg).unwrap();
     fs::create_dir_all(d.join("logs")).unwrap();
     p
-}
-
-/// A GET on the metrics port; empty while it is not up yet.
-fn get(port: u16, path: &str) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -5,4 +5,5 @@
 //! here too: they unwrap the payload, and the payload goes through the same
 //! two paths.
 
+pub mod container;
 pub mod json;

@@ -30,8 +30,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{Entry, FileId, Fingerprint, Store};
+use super::kubernetes::PodMeta;
 use super::lines::Chunk;
 use crate::config::{FileSourceConfig, StartAt};
+use crate::decode::container::{self, Decoder, Problem, Record};
 use crate::pipeline::{Ack, Batch};
 
 /// Bytes read from one file per read call.
@@ -48,6 +50,23 @@ pub struct FileSourceStats {
     pub files: AtomicU64,
     pub truncations: AtomicU64,
     pub rotations: AtomicU64,
+    /// Container records that were not in the source's format.
+    pub malformed_envelopes: AtomicU64,
+    /// Container records cut because their join grew past the cap.
+    pub partial_overflows: AtomicU64,
+    /// Container records whose message was not UTF-8.
+    pub invalid_utf8: AtomicU64,
+    /// Events per namespace (only with `kubernetes.namespace_metric`),
+    /// at most `max_label_values` names plus `_other`.
+    pub namespaces: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+/// A container file's decoding state.
+struct Container {
+    decoder: Decoder,
+    /// The Kubernetes metadata object, serialized once per file.
+    meta: Option<Vec<u8>>,
+    namespace: Option<String>,
 }
 
 struct Tailed {
@@ -73,6 +92,8 @@ struct Tailed {
     gone_since: Option<Instant>,
     /// Size at the last look, to re-check the fingerprint only on change.
     last_size: u64,
+    /// For container formats.
+    container: Option<Container>,
 }
 
 /// A running file source.
@@ -93,6 +114,11 @@ pub struct FileSource {
     checkpoint_every: Duration,
     /// Unread bytes of the files already visited in this turn.
     lag_others: u64,
+    /// Reused buffers for container records and the events written for them.
+    records: Vec<Record>,
+    event: Vec<u8>,
+    /// Events per namespace not yet published to `stats.namespaces`.
+    ns_counts: HashMap<String, u64>,
 }
 
 impl FileSource {
@@ -122,6 +148,9 @@ impl FileSource {
             warned: Default::default(),
             checkpoint_every,
             lag_others: 0,
+            records: Vec::new(),
+            event: Vec::new(),
+            ns_counts: HashMap::new(),
         })
     }
 
@@ -207,6 +236,18 @@ impl FileSource {
         }
     }
 
+    /// The Kubernetes namespace filter. A path in no kubelet layout has no
+    /// namespace and is read.
+    fn namespace_wanted(&self, p: &Path) -> bool {
+        let Some(k) = &self.cfg.kubernetes else {
+            return true;
+        };
+        match PodMeta::from_path(p) {
+            Some(m) => k.wants(&m.namespace),
+            None => true,
+        }
+    }
+
     fn excluded(&self, p: &Path) -> bool {
         self.cfg
             .exclude
@@ -223,7 +264,7 @@ impl FileSource {
                 continue;
             };
             for p in paths.flatten() {
-                if self.excluded(&p) {
+                if self.excluded(&p) || !self.namespace_wanted(&p) {
                     continue;
                 }
                 let meta = match std::fs::metadata(&p) {
@@ -319,6 +360,18 @@ impl FileSource {
             acked: start,
             gone_since: None,
             last_size: size,
+            container: self.cfg.format.container().map(|fmt| {
+                let meta = self
+                    .cfg
+                    .kubernetes
+                    .as_ref()
+                    .and_then(|k| PodMeta::from_path(p).map(|m| (k, m)));
+                Container {
+                    decoder: Decoder::new(fmt, self.cfg.max_message_bytes),
+                    meta: meta.as_ref().map(|(k, m)| m.to_json(&k.fields)),
+                    namespace: meta.map(|(_, m)| m.namespace),
+                }
+            }),
         })
     }
 
@@ -353,6 +406,7 @@ impl FileSource {
         }
         self.stats.lag_bytes.store(lag, Ordering::Relaxed);
         self.send(batch);
+        self.publish_namespaces();
         Ok(more)
     }
 
@@ -387,6 +441,9 @@ impl FileSource {
             f.in_long_line = false;
             f.sent = 0;
             f.acked = 0;
+            if let Some(c) = &mut f.container {
+                c.decoder.reset();
+            }
             f.fingerprint = Fingerprint::of(&mut f.file, size)?;
         } else if f.fingerprint.len < super::checkpoint::FINGERPRINT_BYTES
             && size > f.fingerprint.len
@@ -420,6 +477,7 @@ impl FileSource {
         let max = self.cfg.max_line_bytes;
         let mut start = 0;
         loop {
+            let at = f.buf_offset + start as u64;
             let rest = &f.buf[start..];
             let limit = rest.len().min(max + 1);
             let chunk = if let Some(i) = memchr::memchr(b'\n', &rest[..limit]) {
@@ -471,17 +529,34 @@ impl FileSource {
                 None
             };
             let Some((c, line_end)) = chunk else { break };
-            batch.push(&c);
+            let end = f.buf_offset + start as u64;
+            match (&mut f.container, &c) {
+                (Some(ct), Chunk::Line { data, .. }) => {
+                    ct.decoder.feed(data, at, &mut self.records);
+                    let records = std::mem::take(&mut self.records);
+                    self.emit(ct, &records, batch);
+                    self.records = records;
+                    self.records.clear();
+                }
+                // An envelope line over the limit cannot be decoded: its
+                // pieces go on as text (redacted, counted as oversize).
+                _ => batch.push(&c),
+            }
             if line_end {
-                let end = f.buf_offset + start as u64;
-                f.sent = end;
-                match batch.acks.last_mut() {
-                    Some(a) if a.file == f.key => a.offset = end,
-                    _ => batch.acks.push(Ack {
-                        source: self.index,
-                        file: f.key,
-                        offset: end,
-                    }),
+                let safe = match &f.container {
+                    Some(ct) => ct.decoder.safe_offset(end),
+                    None => end,
+                };
+                if safe > f.sent {
+                    f.sent = safe;
+                    match batch.acks.last_mut() {
+                        Some(a) if a.file == f.key => a.offset = safe,
+                        _ => batch.acks.push(Ack {
+                            source: self.index,
+                            file: f.key,
+                            offset: safe,
+                        }),
+                    }
                 }
             }
             if batch.is_full() {
@@ -497,6 +572,84 @@ impl FileSource {
         }
         f.buf.drain(..start);
         f.buf_offset += start as u64;
+        if eof_final && let Some(ct) = &mut f.container {
+            // Joins the file ended in the middle of go out as they are.
+            ct.decoder.finish(&mut self.records);
+            let records = std::mem::take(&mut self.records);
+            self.emit(ct, &records, batch);
+            self.records = records;
+            self.records.clear();
+            if f.buf_offset > f.sent {
+                f.sent = f.buf_offset;
+                batch.acks.push(Ack {
+                    source: self.index,
+                    file: f.key,
+                    offset: f.sent,
+                });
+            }
+        }
+    }
+
+    /// Writes the events for container records into the batch.
+    fn emit(&mut self, ct: &Container, records: &[Record], batch: &mut Batch) {
+        let count_ns = self
+            .cfg
+            .kubernetes
+            .as_ref()
+            .is_some_and(|k| k.namespace_metric);
+        for r in records {
+            self.event.clear();
+            let lossy =
+                container::write_event(r, ct.meta.as_deref(), &self.cfg.fields, &mut self.event);
+            if lossy {
+                self.stats.invalid_utf8.fetch_add(1, Ordering::Relaxed);
+            }
+            match r.problem {
+                Some(Problem::MalformedEnvelope) => {
+                    self.stats
+                        .malformed_envelopes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Problem::PartialOverflow) => {
+                    self.stats.partial_overflows.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {}
+            }
+            if count_ns && let Some(ns) = &ct.namespace {
+                match self.ns_counts.get_mut(ns) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.ns_counts.insert(ns.clone(), 1);
+                    }
+                }
+            }
+            batch.push(&Chunk::Line {
+                data: &self.event,
+                newline: true,
+            });
+        }
+    }
+
+    /// Moves the per-namespace counts into the shared stats, folding names
+    /// past the label limit into `_other`.
+    fn publish_namespaces(&mut self) {
+        let Some(k) = &self.cfg.kubernetes else {
+            return;
+        };
+        if self.ns_counts.is_empty() {
+            return;
+        }
+        let Ok(mut m) = self.stats.namespaces.lock() else {
+            return;
+        };
+        for (ns, n) in self.ns_counts.drain() {
+            let key = if m.contains_key(&ns) || m.len() < k.max_label_values {
+                ns
+            } else {
+                "_other".to_string()
+            };
+            *m.entry(key).or_insert(0) += n;
+        }
     }
 
     /// Releases files whose path is gone and that stopped growing.

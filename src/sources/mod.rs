@@ -6,4 +6,5 @@
 
 pub mod checkpoint;
 pub mod file;
+pub mod kubernetes;
 pub mod lines;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: run the real `redactd` binary.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
