@@ -185,7 +185,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                 ack_txs.push(Some(atx));
                 let src = FileSource::new(
                     i,
-                    fc.clone(),
+                    (**fc).clone(),
                     &cfg.data_dir,
                     tx,
                     arx,

@@ -75,7 +75,7 @@ pub enum SourceConfig {
         #[serde(default = "default_stdin_id")]
         id: String,
     },
-    File(FileSourceConfig),
+    File(Box<FileSourceConfig>),
 }
 
 impl SourceConfig {
@@ -600,5 +600,43 @@ mod tests {
         assert!(e.to_string().contains("duplicate sink id"));
         let e = parse("[[sources]]\ntype=\"file\"\nid=\"a\"\ninclude=[\"[\"]\n").unwrap_err();
         assert!(e.to_string().contains("bad glob"));
+    }
+
+    #[test]
+    fn sink_inputs_must_name_sources_and_every_source_must_reach_a_sink() {
+        let two = "[[sources]]\ntype=\"stdin\"\n[[sources]]\ntype=\"file\"\nid=\"f\"\ninclude=[\"/x/*.log\"]\n";
+        let e = parse(&format!("{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"nope\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("inputs names no source \"nope\""), "{e}");
+        let e = parse(&format!("{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"f\"]\n")).unwrap_err();
+        assert!(e.to_string().contains("source \"stdin\" goes to no sink"), "{e}");
+        let c = parse(&format!(
+            "{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"f\"]\n[[sinks]]\ntype=\"file\"\nid=\"o\"\npath=\"/x/o\"\ninputs=[\"stdin\"]\n"
+        ))
+        .unwrap();
+        assert!(c.sinks[0].takes("f") && !c.sinks[0].takes("stdin"));
+        assert!(c.sinks[1].takes("stdin") && !c.sinks[1].takes("f"));
+    }
+
+    #[test]
+    fn kubernetes_settings_need_a_container_format_and_valid_globs() {
+        let src = "[[sources]]\ntype=\"file\"\nid=\"k\"\ninclude=[\"/var/log/containers/*.log\"]\n";
+        let e = parse(&format!("{src}[sources.kubernetes]\n")).unwrap_err();
+        assert!(e.to_string().contains("kubernetes needs format"), "{e}");
+        let e = parse(&format!(
+            "{src}format=\"cri\"\n[sources.kubernetes]\nexclude_namespaces=[\"[\"]\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("bad namespace glob"), "{e}");
+        let e = parse(&format!("{src}format=\"podman\"\n")).unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+        let c = parse(&format!(
+            "{src}format=\"docker\"\n[sources.fields]\nmessage=\"log\"\n[sources.kubernetes]\nfields={{namespace=\"ns\"}}\n"
+        ))
+        .unwrap();
+        let SourceConfig::File(f) = &c.sources[0] else {
+            panic!("file source expected")
+        };
+        assert_eq!(f.fields.message, "log");
+        assert_eq!(f.kubernetes.as_ref().unwrap().fields.namespace, "ns");
     }
 }

@@ -156,7 +156,7 @@ fn split(s: &str, n: usize) -> Vec<String> {
 /// The application line number `n` of container `c`: text or JSON, with
 /// planted secrets.
 fn message(c: &str, n: usize) -> String {
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         format!(r#"{{"evt":"{c}-{n}","user":"ann{n}@example.com","password":"hunter2","ok":true}}"#)
     } else {
         format!(
@@ -474,4 +474,119 @@ address = "127.0.0.1:{port}"
         assert!(joined.contains(&format!("part{i} ")), "part {i} lost");
     }
     assert!(overflows >= 3, "{overflows} overflows counted");
+}
+
+#[test]
+fn kill_9_with_a_join_open_resumes_at_its_first_part() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let cfg = root.join("agent.toml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"data_dir = "{r}/data"
+[[sources]]
+type = "file"
+id = "cri"
+include = ["{r}/var/log/containers/*.log"]
+format = "cri"
+poll_interval_ms = 20
+[sources.kubernetes]
+[[sinks]]
+type = "file"
+id = "out"
+path = "{r}/out/events.jsonl"
+[shutdown]
+checkpoint_interval_ms = 50
+"#,
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Container::new(root, "shop", "web-1", "uid-1", "app", false);
+    c.write("evt first user=ann@example.com", 1, false);
+    // Half of the next line: its e-mail split across the two parts.
+    c.raw("2026-11-22T10:00:01Z stdout P evt second user=bob@exa");
+    let agent = Agent::start(&cfg);
+    let out_file = root.join("out/events.jsonl");
+    let read = || fs::read_to_string(&out_file).unwrap_or_default();
+    wait_for("first line", Duration::from_secs(30), || read().contains("evt first"));
+    std::thread::sleep(Duration::from_millis(300)); // several checkpoints
+    agent.kill9();
+    c.raw("2026-11-22T10:00:01Z stdout F mple.com done");
+    let agent = Agent::start(&cfg);
+    wait_for("second line", Duration::from_secs(30), || read().contains("done"));
+    assert_eq!(agent.term().0, Some(0));
+    let out = read();
+    assert!(!out.contains("@example.com"), "{out}");
+    let second: Vec<_> = events(&out).into_iter().filter(|e| e.key == "second").collect();
+    assert_eq!(second.len(), 1, "{out}");
+    assert_eq!(
+        second[0].v["message"],
+        "evt second user=[REDACTED:email] done",
+        "the join lost its first part across the restart"
+    );
+    assert_eq!(second[0].v["kubernetes"]["pod"], "web-1");
+}
+
+#[test]
+fn sources_split_by_namespace_route_to_their_own_sinks() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let cfg = root.join("agent.toml");
+    fs::write(
+        &cfg,
+        format!(
+            r#"data_dir = "{r}/data"
+[[sources]]
+type = "file"
+id = "shop"
+include = ["{r}/var/log/containers/*.log"]
+format = "cri"
+poll_interval_ms = 20
+[sources.kubernetes]
+include_namespaces = ["shop"]
+[[sources]]
+type = "file"
+id = "others"
+include = ["{r}/var/log/containers/*.log"]
+format = "cri"
+poll_interval_ms = 20
+[sources.kubernetes]
+exclude_namespaces = ["shop"]
+[[sinks]]
+type = "file"
+id = "shop-out"
+path = "{r}/out/shop.jsonl"
+inputs = ["shop"]
+[[sinks]]
+type = "file"
+id = "others-out"
+path = "{r}/out/others.jsonl"
+inputs = ["others"]
+"#,
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let mut shop = Container::new(root, "shop", "web-1", "uid-1", "app", false);
+    let mut pay = Container::new(root, "payments", "api-1", "uid-2", "api", false);
+    for n in 0..50 {
+        shop.write(&message("shop", n), 1 + n % 2, false);
+        pay.write(&message("pay", n), 1 + n % 3, false);
+    }
+    let agent = Agent::start(&cfg);
+    let read = |f: &str| fs::read_to_string(root.join("out").join(f)).unwrap_or_default();
+    wait_for("both sinks", Duration::from_secs(30), || {
+        read("shop.jsonl").lines().count() >= 50 && read("others.jsonl").lines().count() >= 50
+    });
+    assert_eq!(agent.term().0, Some(0));
+    for (file, ns) in [("shop.jsonl", "shop"), ("others.jsonl", "payments")] {
+        let evs = events(&read(file));
+        assert_eq!(evs.len(), 50, "{file}");
+        assert!(
+            evs.iter().all(|e| e.v["kubernetes"]["namespace"] == ns),
+            "{file} has events of another namespace"
+        );
+    }
 }
