@@ -36,6 +36,12 @@ timeout 1800 cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
 ./target/debug/redactd rules test --no-default-rules benches/ruleset-reference.toml | tee -a "$log"
 cargo check --locked --benches --quiet
 
+# The release binary, built by the very script the Dockerfile runs, passes
+# the end-to-end tests too (what ships is what was tested).
+sh scripts/build-release.sh
+REDACTD_BIN="$PWD/target/release/redactd" timeout 900 \
+  cargo test --locked --test filter --test golden --test quality --test kubernetes 2>&1 | tee -a "$log"
+
 # One closing line over everything that ran: cargo's test binaries and the
 # rule files' own cases.
 python3 - "$log" <<'PY'

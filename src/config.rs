@@ -605,10 +605,22 @@ mod tests {
     #[test]
     fn sink_inputs_must_name_sources_and_every_source_must_reach_a_sink() {
         let two = "[[sources]]\ntype=\"stdin\"\n[[sources]]\ntype=\"file\"\nid=\"f\"\ninclude=[\"/x/*.log\"]\n";
-        let e = parse(&format!("{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"nope\"]\n")).unwrap_err();
-        assert!(e.to_string().contains("inputs names no source \"nope\""), "{e}");
-        let e = parse(&format!("{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"f\"]\n")).unwrap_err();
-        assert!(e.to_string().contains("source \"stdin\" goes to no sink"), "{e}");
+        let e = parse(&format!(
+            "{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"nope\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("inputs names no source \"nope\""),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"f\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("source \"stdin\" goes to no sink"),
+            "{e}"
+        );
         let c = parse(&format!(
             "{two}[[sinks]]\ntype=\"stdout\"\ninputs=[\"f\"]\n[[sinks]]\ntype=\"file\"\nid=\"o\"\npath=\"/x/o\"\ninputs=[\"stdin\"]\n"
         ))

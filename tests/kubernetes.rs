@@ -510,20 +510,26 @@ checkpoint_interval_ms = 50
     let agent = Agent::start(&cfg);
     let out_file = root.join("out/events.jsonl");
     let read = || fs::read_to_string(&out_file).unwrap_or_default();
-    wait_for("first line", Duration::from_secs(30), || read().contains("evt first"));
+    wait_for("first line", Duration::from_secs(30), || {
+        read().contains("evt first")
+    });
     std::thread::sleep(Duration::from_millis(300)); // several checkpoints
     agent.kill9();
     c.raw("2026-11-22T10:00:01Z stdout F mple.com done");
     let agent = Agent::start(&cfg);
-    wait_for("second line", Duration::from_secs(30), || read().contains("done"));
+    wait_for("second line", Duration::from_secs(30), || {
+        read().contains("done")
+    });
     assert_eq!(agent.term().0, Some(0));
     let out = read();
     assert!(!out.contains("@example.com"), "{out}");
-    let second: Vec<_> = events(&out).into_iter().filter(|e| e.key == "second").collect();
+    let second: Vec<_> = events(&out)
+        .into_iter()
+        .filter(|e| e.key == "second")
+        .collect();
     assert_eq!(second.len(), 1, "{out}");
     assert_eq!(
-        second[0].v["message"],
-        "evt second user=[REDACTED:email] done",
+        second[0].v["message"], "evt second user=[REDACTED:email] done",
         "the join lost its first part across the restart"
     );
     assert_eq!(second[0].v["kubernetes"]["pod"], "web-1");

@@ -7,8 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_redactd")
+/// The binary under test: cargo's build of it, or `$REDACTD_BIN` (CI sets
+/// it to the release binary that the Dockerfile's build script produced,
+/// and runs the end-to-end tests again against that).
+pub fn bin() -> String {
+    std::env::var("REDACTD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_redactd").to_string())
 }
 
 pub fn fixture(p: &str) -> PathBuf {
