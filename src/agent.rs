@@ -28,20 +28,24 @@ use std::time::{Duration, Instant};
 use crate::buffer::{DiskBuffer, FsyncPolicy, Item as BufItem, MemoryBuffer, Pushed};
 use crate::config::{AgentConfig, SourceConfig};
 use crate::config::{BufferKind, DiskFsync, WhenFull};
-use crate::dlq::DeadLetter;
+use crate::dlq::{DeadLetter, DeadRecord};
 use crate::engine::Ruleset;
 use crate::metrics::Metrics;
 use crate::pipeline::{
     Ack, Batch, CHANNEL_DEPTH, Dealer, Redacted, collect_in_order, redact_batch,
 };
-use crate::sinks::{Sink, WriteError};
+use crate::sinks::{Events, Sink, WriteError};
 use crate::sources::file::FileSource;
+use crate::sources::kafka::KafkaSource;
 use std::path::Path;
 
 /// A redacted batch on its way to every sink; acknowledged when the last
 /// sink has delivered it.
 struct Delivery {
     data: Vec<u8>,
+    /// Where each event ends in `data`, and per-event metadata (Kafka).
+    ends: Vec<u32>,
+    meta: Vec<crate::pipeline::EventMeta>,
     /// Redactions per line and the ruleset they refer to (for dead-letter
     /// records).
     hits: Vec<(u32, u32)>,
@@ -243,19 +247,50 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                         .spawn(move || src.run(grace))?,
                 );
             }
+            SourceConfig::Kafka(kc) => {
+                let (atx, arx) = channel::<Ack>();
+                ack_txs.push(Some(atx));
+                let src = KafkaSource::new(
+                    i,
+                    (**kc).clone(),
+                    tx,
+                    arx,
+                    stop.clone(),
+                    grace.min(Duration::from_secs(10)),
+                )
+                .map_err(|e| io::Error::other(e.to_string()))?;
+                watch_kafka(
+                    format!("source:{}", kc.id),
+                    Some(kc.id.clone()),
+                    src.state.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                )?;
+                source_threads.push(
+                    thread::Builder::new()
+                        .name(format!("src-{}", kc.id))
+                        .spawn(move || {
+                            src.run(grace);
+                            Ok(())
+                        })?,
+                );
+            }
         }
     }
     drop(src_tx);
     let source_ids: Arc<Vec<String>> =
         Arc::new(cfg.sources.iter().map(|s| s.id().to_string()).collect());
-    let dlq_path = cfg
-        .dead_letter
-        .path
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("dead-letter.jsonl"));
-    let dlq = Arc::new(Mutex::new(DeadLetter::open(&dlq_path).map_err(|e| {
-        io::Error::other(format!("dead-letter {}: {e}", dlq_path.display()))
-    })?));
+    let dlq = DeadLetter::open(&cfg.dead_letter, &cfg.data_dir)?;
+    if let Some(st) = dlq.kafka_state() {
+        watch_kafka(
+            "dead-letter".into(),
+            None,
+            st,
+            metrics.clone(),
+            stop.clone(),
+        )?;
+    }
+    let dlq = Arc::new(Mutex::new(dlq));
 
     // Sinks: a buffer each (memory or disk), drained by its own thread.
     // Each sink with its queue and, per source index, whether it takes that
@@ -288,6 +323,15 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
         let takes = cfg.sources.iter().map(|s| sc.takes(s.id())).collect();
         sink_queues.push((sc.id().to_string(), q.clone(), takes));
         let sink = Sink::open(sc)?;
+        if let Some(st) = sink.kafka_state() {
+            watch_kafka(
+                format!("sink:{}", sc.id()),
+                None,
+                st,
+                metrics.clone(),
+                stop.clone(),
+            )?;
+        }
         let ctx = SinkCtx {
             queue: q,
             id: sc.id().to_string(),
@@ -326,6 +370,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
     let m = metrics.clone();
     let sources_done = Arc::new(AtomicBool::new(false));
     let done = sources_done.clone();
+    let (cdlq, cids) = (dlq.clone(), source_ids.clone());
     let dealer = thread::Builder::new()
         .name("dealer".into())
         .spawn(move || {
@@ -356,8 +401,11 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
         .name("collector".into())
         .spawn(move || {
             let r = collect_in_order(from_workers, |r| {
-                let Some(r) = r else { return Ok(()) };
+                let Some(mut r) = r else { return Ok(()) };
+                dead_letter_poison(&mut r, &cdlq, &cids, &cm, &cstop);
                 let d = Arc::new(Delivery {
+                    ends: std::mem::take(&mut r.ends),
+                    meta: std::mem::take(&mut r.meta),
                     hits: r.hits,
                     rules: r.rules,
                     source: r.source,
@@ -625,6 +673,12 @@ fn enqueue(
                 data: d.data.clone(),
                 lines: d.lines as u32,
                 source: d.source as u32,
+                ends: if d.meta.is_empty() {
+                    Vec::new()
+                } else {
+                    d.ends.clone()
+                },
+                meta: d.meta.clone(),
             };
             let mut backoff = Duration::from_millis(100);
             loop {
@@ -685,7 +739,7 @@ enum Work {
 /// restart.
 fn run_sink(mut sink: Sink, c: SinkCtx) {
     let m = &c.m;
-    let events = m.events_out.with_label_values(&[&c.id]);
+    let events_counter = m.events_out.with_label_values(&[&c.id]);
     let bytes = m.bytes_out.with_label_values(&[&c.id]);
     let errors = m.sink_errors.with_label_values(&[&c.id]);
     let health = format!("sink:{}", c.id);
@@ -718,7 +772,17 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
             Work::Memory(d) => (&d.data, d.lines, d.source),
             Work::Disk(it, _) => (&it.data, it.lines as usize, it.source as usize),
         };
-        // Rule ids per line, for dead-letter records (not kept on disk:
+        let computed_ends;
+        let (ends, meta): (&[u32], &[crate::pipeline::EventMeta]) = match &work {
+            Work::Memory(d) if !d.ends.is_empty() || d.data.is_empty() => (&d.ends, &d.meta),
+            Work::Disk(it, _) if !it.ends.is_empty() => (&it.ends, &it.meta),
+            _ => {
+                computed_ends = crate::sinks::line_ends(data);
+                (&computed_ends, &[])
+            }
+        };
+        let events = Events { data, ends, meta };
+        // Rule ids per event, for dead-letter records (not kept on disk:
         // replayed batches are dead-lettered without them).
         let rule_ids = |line: usize| -> Vec<String> {
             match &work {
@@ -740,17 +804,23 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
         };
         let mut backoff = Duration::from_millis(100);
         let mut attempts = 0u32;
-        let dead_letter_reason = loop {
-            let err = match sink.write(data, more) {
-                Ok(()) => break None,
-                Err(WriteError::Permanent { reason }) => break Some(reason),
+        // `Ok(rejected events)`, or `Err(reason)` to dead-letter the batch.
+        let outcome: Result<Vec<(usize, String)>, String> = loop {
+            if events.is_empty() {
+                // Every event of it was dead-lettered upstream: only its
+                // acknowledgements travel.
+                break Ok(Vec::new());
+            }
+            let err = match sink.write(&events, more) {
+                Ok(rejected) => break Ok(rejected),
+                Err(WriteError::Permanent { reason }) => break Err(reason),
                 Err(e @ WriteError::Retry { .. }) => e,
             };
             attempts += 1;
             consecutive += 1;
             errors.inc();
             if c.max_retries > 0 && attempts > c.max_retries {
-                break Some("retries_exhausted".to_string());
+                break Err("retries_exhausted".to_string());
             }
             let open = consecutive >= BREAKER_FAILURES;
             m.set_health(&health, if open { "circuit_open" } else { "failing" });
@@ -768,42 +838,33 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
         };
         consecutive = 0;
         m.set_health(&health, "ok");
-        match dead_letter_reason {
-            None => {
-                events.inc_by(lines as u64);
-                bytes.inc_by(data.len() as u64);
+        let dead: Vec<(usize, String)> = match outcome {
+            Ok(rejected) => {
+                events_ok(&events, &rejected, lines, &events_counter, &bytes);
+                rejected
             }
-            Some(reason) => {
-                let source = c.source_ids.get(source).map_or("", String::as_str);
-                // The dead-letter write is what allows the ack: retry it
-                // until it works (backpressure), never skip it.
-                let mut backoff = Duration::from_millis(100);
-                loop {
-                    let r = c
-                        .dlq
-                        .lock()
-                        .map_err(|_| io::Error::other("dead-letter lock poisoned"))
-                        .and_then(|mut w| w.write(data, &reason, &c.id, source, &rule_ids));
-                    match r {
-                        Ok(n) => {
-                            m.dlq_events.with_label_values(&[&reason]).inc_by(n as u64);
-                            tracing::warn!(sink = %c.id, reason = %reason, events = n, "batch sent to the dead-letter path");
-                            break;
-                        }
-                        Err(e) => {
-                            m.secondary_failures
-                                .with_label_values(&["dlq", "write_error"])
-                                .inc();
-                            tracing::error!(error = %e, "dead-letter write failed; not acknowledging");
-                            if give_up() {
-                                return;
-                            }
-                            thread::sleep(backoff);
-                            backoff = (backoff * 2).min(Duration::from_secs(10));
-                        }
-                    }
-                }
+            Err(reason) => (0..events.len()).map(|i| (i, reason.clone())).collect(),
+        };
+        if !dead.is_empty() {
+            let source = c.source_ids.get(source).map_or("", String::as_str);
+            let recs: Vec<DeadRecord<'_>> = dead
+                .iter()
+                .map(|(i, reason)| DeadRecord {
+                    payload: events.event(*i),
+                    reason,
+                    stage: "sink",
+                    sink: &c.id,
+                    source,
+                    rules: rule_ids(*i),
+                    meta: events.meta.get(*i),
+                })
+                .collect();
+            // The dead-letter write is what allows the ack: retry it until
+            // it works (backpressure), never skip it.
+            if !write_dead_letters(&c.dlq, &recs, m, &mut give_up) {
+                return;
             }
+            tracing::warn!(sink = %c.id, events = recs.len(), "events sent to the dead-letter path");
         }
         match work {
             Work::Memory(d) => {
@@ -838,6 +899,147 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
         }
     }
     let _ = sink.flush();
+}
+
+/// Exports a Kafka client's state: readiness under `health`, and for a
+/// source (`lag_source`), the consumer lag per partition.
+fn watch_kafka(
+    health: String,
+    lag_source: Option<String>,
+    st: Arc<crate::kafka::ClientState>,
+    m: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
+    m.set_health(&health, st.health());
+    thread::Builder::new()
+        .name(format!("kafka-{health}"))
+        .spawn(move || {
+            let mut known: std::collections::HashSet<(String, i32)> = Default::default();
+            while !stop.load(Ordering::SeqCst) {
+                m.set_health(&health, st.health());
+                if let (Some(id), Ok(lag)) = (&lag_source, st.lag.lock()) {
+                    for ((topic, p), v) in lag.iter() {
+                        let part = p.to_string();
+                        m.kafka_lag.with_label_values(&[id, topic, &part]).set(*v);
+                        known.insert((topic.clone(), *p));
+                    }
+                    // Revoked partitions: drop their series.
+                    known.retain(|(t, p)| {
+                        let keep = lag.contains_key(&(t.clone(), *p));
+                        if !keep {
+                            let _ = m.kafka_lag.remove_label_values(&[id, t, &p.to_string()]);
+                        }
+                        keep
+                    });
+                }
+                thread::sleep(Duration::from_millis(250));
+            }
+        })?;
+    Ok(())
+}
+
+/// Counts what a sink delivered: every event but the rejected ones.
+fn events_ok(
+    events: &Events<'_>,
+    rejected: &[(usize, String)],
+    lines: usize,
+    counter: &prometheus::IntCounter,
+    bytes: &prometheus::IntCounter,
+) {
+    let rejected_bytes: usize = rejected
+        .iter()
+        .map(|(i, _)| events.event(*i).len() + 1)
+        .sum();
+    counter.inc_by(lines.saturating_sub(rejected.len()) as u64);
+    bytes.inc_by(events.data.len().saturating_sub(rejected_bytes) as u64);
+}
+
+/// Writes dead-letter records, retrying with backoff until it works (the
+/// caller's acknowledgement depends on it). False if shutdown gave up.
+fn write_dead_letters(
+    dlq: &Mutex<DeadLetter>,
+    recs: &[DeadRecord<'_>],
+    m: &Metrics,
+    give_up: &mut dyn FnMut() -> bool,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let r = dlq
+            .lock()
+            .map_err(|_| io::Error::other("dead-letter lock poisoned"))
+            .and_then(|mut w| w.write(recs));
+        match r {
+            Ok(_) => {
+                for r in recs {
+                    m.dlq_events.with_label_values(&[r.reason]).inc();
+                }
+                return true;
+            }
+            Err(e) => {
+                m.secondary_failures
+                    .with_label_values(&["dlq", "write_error"])
+                    .inc();
+                tracing::error!(error = %e, "dead-letter write failed; not acknowledging");
+                if give_up() {
+                    return false;
+                }
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Moves the events a source flagged as poison (a Kafka message that is
+/// not UTF-8 or too large) out of a redacted batch and into the
+/// dead-letter path, redacted. The batch keeps its acknowledgements: once
+/// dead-lettered, a poison event counts as handled.
+fn dead_letter_poison(
+    r: &mut Redacted,
+    dlq: &Mutex<DeadLetter>,
+    source_ids: &[String],
+    m: &Metrics,
+    stop: &AtomicBool,
+) {
+    if !r.meta.iter().any(|x| x.poison.is_some()) {
+        return;
+    }
+    let poison = r.take_poison();
+    let source = source_ids.get(r.source).map_or("", String::as_str);
+    let ids = |rules: &[u32]| -> Vec<String> {
+        match &r.rules {
+            Some(rs) => rules
+                .iter()
+                .filter_map(|i| rs.rules().get(*i as usize).map(|x| x.id.clone()))
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    let recs: Vec<DeadRecord<'_>> = poison
+        .iter()
+        .map(|p| DeadRecord {
+            payload: &p.payload,
+            reason: p.meta.poison.unwrap_or("poison"),
+            stage: "decode",
+            sink: "",
+            source,
+            rules: ids(&p.rules),
+            meta: Some(&p.meta),
+        })
+        .collect();
+    // Until shutdown, retried; after it, the batch is still acknowledged
+    // only if the write worked (see the source's drain).
+    let mut give_up = || stop.load(Ordering::SeqCst);
+    if write_dead_letters(dlq, &recs, m, &mut give_up) {
+        tracing::warn!(
+            source,
+            events = recs.len(),
+            "poison events sent to the dead-letter path"
+        );
+    } else {
+        // Not written: the batch must not be acknowledged.
+        r.acks.clear();
+    }
 }
 
 /// Up to a quarter of `d`, from the clock's nanoseconds (no RNG needed for

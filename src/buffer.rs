@@ -29,16 +29,23 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 const MAGIC: u32 = 0x5244_4231; // "RDB1"
+const MAGIC2: u32 = 0x5244_4232; // "RDB2"
 const HEADER: usize = 12;
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
-/// A batch as buffered: redacted lines, their count, their source.
+/// A batch as buffered: redacted lines, their count, their source, and
+/// for sources with per-event metadata (Kafka), the event boundaries and
+/// metadata (so a Kafka sink behind a disk buffer still sends keys and
+/// headers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     pub data: Vec<u8>,
     pub lines: u32,
     pub source: u32,
+    /// Empty when `meta` is (then every line is one event).
+    pub ends: Vec<u32>,
+    pub meta: Vec<crate::pipeline::EventMeta>,
 }
 
 /// What a buffer did with a pushed item.
@@ -351,7 +358,8 @@ impl DiskBuffer {
                 .ok_or_else(|| io::Error::other("reader"))?;
             match read_record(reader, seg_len - off) {
                 Ok(item) => {
-                    let next = off + (HEADER + encoded_len(&item)) as u64;
+                    let next = off + (HEADER + item.1) as u64;
+                    let item = item.0;
                     return Ok(Some((item, (seg, next))));
                 }
                 Err(e) => {
@@ -416,23 +424,47 @@ fn encoded_len(item: &Item) -> usize {
     8 + item.data.len()
 }
 
+/// Event boundaries and metadata, as stored after the data in an
+/// `RDB2` record.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Extra {
+    ends: Vec<u32>,
+    meta: Vec<crate::pipeline::EventMeta>,
+}
+
+/// `RDB1`: lines, source, data. `RDB2` (items with event metadata):
+/// lines, source, data length, data, then the metadata as JSON.
 fn encode(item: &Item) -> Vec<u8> {
     let mut payload = Vec::with_capacity(encoded_len(item));
     payload.extend_from_slice(&item.lines.to_le_bytes());
     payload.extend_from_slice(&item.source.to_le_bytes());
-    payload.extend_from_slice(&item.data);
+    let magic = if item.meta.is_empty() {
+        payload.extend_from_slice(&item.data);
+        MAGIC
+    } else {
+        payload.extend_from_slice(&(item.data.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&item.data);
+        let extra = Extra {
+            ends: item.ends.clone(),
+            meta: item.meta.clone(),
+        };
+        // Serializing plain data to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut payload, &extra);
+        MAGIC2
+    };
     let mut crc = flate2::Crc::new();
     crc.update(&payload);
     let mut rec = Vec::with_capacity(HEADER + payload.len());
-    rec.extend_from_slice(&MAGIC.to_le_bytes());
+    rec.extend_from_slice(&magic.to_le_bytes());
     rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     rec.extend_from_slice(&crc.sum().to_le_bytes());
     rec.extend_from_slice(&payload);
     rec
 }
 
-/// Reads one record; `avail` bytes remain in the segment.
-fn read_record(r: &mut File, avail: u64) -> io::Result<Item> {
+/// Reads one record; `avail` bytes remain in the segment. Returns the item
+/// and its payload length.
+fn read_record(r: &mut File, avail: u64) -> io::Result<(Item, usize)> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
     if avail < HEADER as u64 {
         return Err(bad("truncated header"));
@@ -440,7 +472,8 @@ fn read_record(r: &mut File, avail: u64) -> io::Result<Item> {
     let mut h = [0u8; HEADER];
     r.read_exact(&mut h)?;
     let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    if word(0) != MAGIC {
+    let magic = word(0);
+    if magic != MAGIC && magic != MAGIC2 {
         return Err(bad("bad magic"));
     }
     let len = word(4) as u64;
@@ -456,12 +489,41 @@ fn read_record(r: &mut File, avail: u64) -> io::Result<Item> {
     }
     let lines = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
     let source = u32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]);
-    payload.drain(..8);
-    Ok(Item {
-        data: payload,
-        lines,
-        source,
-    })
+    let len = payload.len();
+    if magic == MAGIC {
+        payload.drain(..8);
+        return Ok((
+            Item {
+                data: payload,
+                lines,
+                source,
+                ends: Vec::new(),
+                meta: Vec::new(),
+            },
+            len,
+        ));
+    }
+    if payload.len() < 12 {
+        return Err(bad("bad length"));
+    }
+    let n = u32::from_le_bytes([payload[8], payload[9], payload[10], payload[11]]) as usize;
+    if payload.len() < 12 + n {
+        return Err(bad("bad data length"));
+    }
+    let extra: Extra =
+        serde_json::from_slice(&payload[12 + n..]).map_err(|_| bad("bad event metadata"))?;
+    payload.truncate(12 + n);
+    payload.drain(..12);
+    Ok((
+        Item {
+            data: payload,
+            lines,
+            source,
+            ends: extra.ends,
+            meta: extra.meta,
+        },
+        len,
+    ))
 }
 
 /// The end of the last whole, valid record of a segment.
@@ -475,7 +537,7 @@ fn scan_valid_end(path: &Path) -> io::Result<u64> {
     let mut off = 0;
     while off < len {
         match read_record(&mut f, len - off) {
-            Ok(item) => off += (HEADER + encoded_len(&item)) as u64,
+            Ok((_, len)) => off += (HEADER + len) as u64,
             Err(_) => break,
         }
     }
@@ -501,7 +563,42 @@ mod tests {
             data: format!("line {n}\n").into_bytes(),
             lines: 1,
             source: 0,
+            ends: Vec::new(),
+            meta: Vec::new(),
         }
+    }
+
+    #[test]
+    fn event_metadata_survives_the_disk_buffer() {
+        let d = tempfile::tempdir().unwrap();
+        let b = DiskBuffer::open(d.path(), 1 << 20, FsyncPolicy::Never).unwrap();
+        let meta = crate::pipeline::EventMeta {
+            key: Some(b"k\xff".to_vec()),
+            headers: vec![("h".into(), Some(b"v".to_vec())), ("n".into(), None)],
+            timestamp_ms: Some(7),
+            origin: Some(crate::pipeline::Origin {
+                topic: "t".into(),
+                partition: 2,
+                offset: 9,
+            }),
+            ..Default::default()
+        };
+        let with = Item {
+            data: b"two\nlines\n".to_vec(),
+            lines: 1,
+            source: 3,
+            ends: vec![10],
+            meta: vec![meta],
+        };
+        b.push(&item(1)).unwrap();
+        b.push(&with).unwrap();
+        let (first, pos) = b.peek().unwrap().unwrap();
+        assert_eq!(first, item(1));
+        b.commit(pos).unwrap();
+        drop(b);
+        let b = DiskBuffer::open(d.path(), 1 << 20, FsyncPolicy::Never).unwrap();
+        let (second, _) = b.peek().unwrap().unwrap();
+        assert_eq!(second, with);
     }
 
     #[test]

@@ -52,6 +52,13 @@ pub struct AgentConfig {
 pub struct DeadLetterConfig {
     /// JSON-lines file; default `<data_dir>/dead-letter.jsonl`.
     pub path: Option<PathBuf>,
+    /// A Kafka topic instead of the file: one message per event, the
+    /// redacted payload as value, reason/stage/rules/origin as headers.
+    pub topic: Option<String>,
+    /// Brokers for `topic`.
+    pub brokers: Option<String>,
+    #[serde(default)]
+    pub librdkafka: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +83,57 @@ pub enum SourceConfig {
         id: String,
     },
     File(Box<FileSourceConfig>),
+    Kafka(Box<KafkaSourceConfig>),
+}
+
+/// A Kafka consumer in a consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    pub id: String,
+    /// `host:port,host:port`.
+    pub brokers: String,
+    /// Topic names; an entry starting with `^` is a regular expression.
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// Where a group without committed offsets starts.
+    #[serde(default)]
+    pub start_at: KafkaStart,
+    /// A message larger than this goes to the dead-letter path (redacted in
+    /// pieces), not to the sinks.
+    #[serde(default = "default_max_line")]
+    pub max_message_bytes: usize,
+    /// Redact message keys too (default: keys are kept as they are, since
+    /// they decide partitioning downstream).
+    #[serde(default)]
+    pub redact_key: bool,
+    /// How often delivered offsets are committed (also on rebalance and
+    /// shutdown).
+    #[serde(default = "default_commit_ms")]
+    pub commit_interval_ms: u64,
+    /// librdkafka properties passed through (TLS, SASL, tuning); a value
+    /// `${env:NAME}` or `${file:/path}` is read from there.
+    #[serde(default)]
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaStart {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// Delivery guarantee of a Kafka sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaDelivery {
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions: output and consumed offsets commit together.
+    /// Needs exactly one Kafka source and this as the only sink.
+    ExactlyOnce,
 }
 
 impl SourceConfig {
@@ -83,6 +141,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Stdin { id } => id,
             SourceConfig::File(f) => &f.id,
+            SourceConfig::Kafka(k) => &k.id,
         }
     }
 }
@@ -209,6 +268,36 @@ pub enum SinkConfig {
         #[serde(default)]
         inputs: Vec<String>,
     },
+    Kafka(Box<KafkaSinkConfig>),
+}
+
+/// A Kafka producer writing each event as one message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    pub id: String,
+    pub brokers: String,
+    pub topic: String,
+    #[serde(default)]
+    pub delivery: KafkaDelivery,
+    /// `none`, `gzip`, `snappy`, `lz4` (default), `zstd`.
+    #[serde(default = "default_kafka_compression")]
+    pub compression: String,
+    /// How long librdkafka tries one message before reporting it failed
+    /// (then the agent retries it with backoff, or dead-letters it).
+    #[serde(default = "default_kafka_timeout_ms")]
+    pub message_timeout_ms: u64,
+    /// For `exactly_once`: the producer's transactional id. Must be stable
+    /// per instance and unique across instances (default
+    /// `redactd-<sink id>-<hostname>`), so a restarted instance fences its
+    /// predecessor's open transaction.
+    pub transactional_id: Option<String>,
+    #[serde(default)]
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 /// A sink's buffer (see `buffer.rs`).
@@ -283,6 +372,7 @@ impl SinkConfig {
             SinkConfig::Stdout { id, .. } => id,
             SinkConfig::File { id, .. } => id,
             SinkConfig::Http { id, .. } => id,
+            SinkConfig::Kafka(k) => &k.id,
         }
     }
 
@@ -291,6 +381,7 @@ impl SinkConfig {
             SinkConfig::Stdout { buffer, .. }
             | SinkConfig::File { buffer, .. }
             | SinkConfig::Http { buffer, .. } => buffer,
+            SinkConfig::Kafka(k) => &k.buffer,
         }
     }
 
@@ -300,6 +391,7 @@ impl SinkConfig {
             SinkConfig::Stdout { inputs, .. }
             | SinkConfig::File { inputs, .. }
             | SinkConfig::Http { inputs, .. } => inputs,
+            SinkConfig::Kafka(k) => &k.inputs,
         }
     }
 
@@ -414,6 +506,15 @@ fn default_queue() -> usize {
 }
 fn default_grace_ms() -> u64 {
     10_000
+}
+fn default_commit_ms() -> u64 {
+    1000
+}
+fn default_kafka_compression() -> String {
+    "lz4".into()
+}
+fn default_kafka_timeout_ms() -> u64 {
+    30_000
 }
 fn default_checkpoint_ms() -> u64 {
     1000

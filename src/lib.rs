@@ -27,6 +27,7 @@ pub mod decode;
 pub mod dlq;
 pub mod engine;
 pub mod fsutil;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod sinks;

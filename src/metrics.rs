@@ -39,6 +39,7 @@ pub struct Metrics {
     pub file_lag_bytes: IntGaugeVec,
     pub file_truncations: IntCounterVec,
     pub kubernetes_events: IntCounterVec,
+    pub kafka_lag: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub sink_errors: IntCounterVec,
     /// Component states for `/readyz`.
@@ -141,6 +142,12 @@ impl Metrics {
                 "file_truncations_total",
                 "Truncated files read again from 0",
                 &["source"],
+            )?,
+            kafka_lag: gauge_vec(
+                &r,
+                "kafka_consumer_lag",
+                "Messages in a partition not consumed yet (from librdkafka statistics)",
+                &["source", "topic", "partition"],
             )?,
             kubernetes_events: counter_vec(
                 &r,

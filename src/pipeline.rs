@@ -72,6 +72,30 @@ pub struct Ack {
     pub offset: u64,
 }
 
+/// Where an event came from in Kafka, for dead-letter records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub topic: std::sync::Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What an event carries besides its line, for sources that have more
+/// (Kafka: key, headers, timestamp, origin). Header values are redacted by
+/// the engine stage like the line; the key is kept unless `redact_key`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventMeta {
+    pub key: Option<Vec<u8>>,
+    pub redact_key: bool,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp_ms: Option<i64>,
+    pub origin: Option<Origin>,
+    /// Set by the source for an event that must go to the dead-letter path
+    /// (after redaction) instead of the sinks: `invalid_utf8`, `oversize`.
+    #[serde(skip)]
+    pub poison: Option<&'static str>,
+}
+
 /// Raw input lines.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -80,6 +104,8 @@ pub struct Batch {
     pub acks: Vec<Ack>,
     /// Index of the source that cut it.
     pub source: usize,
+    /// One per line (not per piece), or empty when the source has none.
+    pub meta: Vec<EventMeta>,
 }
 
 impl Batch {
@@ -142,6 +168,12 @@ pub fn read_batches(
 pub struct Redacted {
     pub data: Vec<u8>,
     pub lines: usize,
+    /// End offset in `data` of each line (after its newline), so sinks that
+    /// send events one by one (Kafka) can cut them apart even when an event
+    /// holds a newline.
+    pub ends: Vec<u32>,
+    /// The batch's event metadata, header values redacted.
+    pub meta: Vec<EventMeta>,
     pub acks: Vec<Ack>,
     pub source: usize,
     /// `(line in this batch, rule index)` for every redaction, so a
@@ -150,6 +182,62 @@ pub struct Redacted {
     /// The ruleset the indices in `hits` refer to (the agent sets it; a
     /// reload may swap rulesets between batches).
     pub rules: Option<std::sync::Arc<Ruleset>>,
+}
+
+/// A poison event taken out of a batch: its redacted payload (no newline),
+/// metadata, and the rules that fired on it.
+pub struct Poison {
+    pub payload: Vec<u8>,
+    pub meta: EventMeta,
+    pub rules: Vec<u32>,
+}
+
+impl Redacted {
+    /// Takes the events whose metadata is marked poison out of the batch
+    /// (data, line ends, metadata and hits are rebuilt without them).
+    pub fn take_poison(&mut self) -> Vec<Poison> {
+        let mut out = Vec::new();
+        let mut data = Vec::with_capacity(self.data.len());
+        let mut ends = Vec::with_capacity(self.ends.len());
+        let mut meta = Vec::with_capacity(self.meta.len());
+        let mut renumber = vec![u32::MAX; self.ends.len()];
+        let mut start = 0usize;
+        let old_meta = std::mem::take(&mut self.meta);
+        for (i, (&end, m)) in self.ends.iter().zip(old_meta).enumerate() {
+            let ev = &self.data[start..end as usize];
+            start = end as usize;
+            if m.poison.is_some() {
+                out.push(Poison {
+                    payload: ev.strip_suffix(b"\n").unwrap_or(ev).to_vec(),
+                    meta: m,
+                    rules: self
+                        .hits
+                        .iter()
+                        .filter(|(l, _)| *l as usize == i)
+                        .map(|(_, r)| *r)
+                        .collect(),
+                });
+            } else {
+                renumber[i] = ends.len() as u32;
+                data.extend_from_slice(ev);
+                ends.push(data.len() as u32);
+                meta.push(m);
+            }
+        }
+        self.hits = self
+            .hits
+            .iter()
+            .filter_map(|&(l, r)| {
+                let n = *renumber.get(l as usize)?;
+                (n != u32::MAX).then_some((n, r))
+            })
+            .collect();
+        self.lines = ends.len();
+        self.data = data;
+        self.ends = ends;
+        self.meta = meta;
+        out
+    }
 }
 
 /// Redacts one item of `data` and writes it to `out`.
@@ -219,24 +307,130 @@ pub fn redact_batch(
 ) -> Redacted {
     let mut out = Vec::with_capacity(batch.data.len() + batch.data.len() / 8);
     let mut hits = Vec::new();
+    let mut ends = Vec::with_capacity(batch.items.len());
     let mut line = 0u32;
+    let mut meta = batch.meta;
     for &item in &batch.items {
         stats.clear_journal();
         // Writing to a Vec cannot fail.
         let _ = process(rs, &batch.data, item, scratch, stats, &mut out);
         hits.extend(stats.journal().iter().map(|&r| (line, r)));
+        if (!item.piece || item.newline)
+            && let Some(m) = meta.get_mut(line as usize)
+        {
+            redact_meta(rs, m, scratch, stats, &mut |r| hits.push((line, r)));
+        }
         if !item.piece || item.newline {
             line += 1;
+            ends.push(out.len() as u32);
         }
     }
     Redacted {
         data: out,
         lines: line as usize,
+        ends,
+        meta,
         acks: batch.acks,
         source: batch.source,
         hits,
         rules: None,
     }
+}
+
+/// Redacts an event's header values (and its key, if asked). A header is
+/// redacted as the JSON member `{"<name>": "<value>"}`, so field-name rules
+/// apply to header names (`Authorization`, `X-Api-Key`) as they do to JSON
+/// keys; a value that is not UTF-8 is redacted as text and left byte for
+/// byte when nothing was found. A panic fails the value closed.
+fn redact_meta(
+    rs: &Ruleset,
+    m: &mut EventMeta,
+    scratch: &mut Scratch,
+    stats: &mut Stats,
+    hit: &mut dyn FnMut(u32),
+) {
+    // Header values are not lines: keep the line counters as they were.
+    let (lines, bytes_in, bytes_out, checked, redacted) = (
+        stats.lines,
+        stats.bytes_in,
+        stats.bytes_out,
+        stats.compliance_checked,
+        stats.lines_redacted,
+    );
+    for (name, value) in m.headers.iter_mut() {
+        let Some(v) = value.as_deref() else { continue };
+        stats.clear_journal();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            redact_value(rs, name, v, scratch, stats)
+        }));
+        stats.journal().iter().for_each(|&r| hit(r));
+        match r {
+            Ok(Some(new)) => *value = Some(new),
+            Ok(None) => {}
+            Err(_) => {
+                stats.failure(FailureKind::Panic);
+                *scratch = Scratch::new(rs);
+                *value = Some(INTERNAL_ERROR_LINE.to_vec());
+            }
+        }
+    }
+    if m.redact_key
+        && let Some(k) = m.key.as_deref()
+    {
+        stats.clear_journal();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            redact_value(rs, "key", k, scratch, stats)
+        }));
+        stats.journal().iter().for_each(|&r| hit(r));
+        match r {
+            Ok(Some(new)) => m.key = Some(new),
+            Ok(None) => {}
+            Err(_) => {
+                stats.failure(FailureKind::Panic);
+                *scratch = Scratch::new(rs);
+                m.key = Some(INTERNAL_ERROR_LINE.to_vec());
+            }
+        }
+    }
+    stats.lines = lines;
+    stats.bytes_in = bytes_in;
+    stats.bytes_out = bytes_out;
+    stats.compliance_checked = checked;
+    stats.lines_redacted = redacted;
+}
+
+/// `Some(new value)` if redaction changed `value` of field `name`.
+fn redact_value(
+    rs: &Ruleset,
+    name: &str,
+    value: &[u8],
+    scratch: &mut Scratch,
+    stats: &mut Stats,
+) -> Option<Vec<u8>> {
+    let Ok(text) = std::str::from_utf8(value) else {
+        let out = rs.redact_fragment(value, scratch, stats);
+        return (out != value).then(|| out.to_vec());
+    };
+    let mut doc = serde_json::Map::new();
+    doc.insert(
+        name.to_string(),
+        serde_json::Value::String(text.to_string()),
+    );
+    let doc = serde_json::Value::Object(doc).to_string();
+    let (out, outcome) = rs.redact_line(doc.as_bytes(), scratch, stats);
+    if outcome == crate::engine::Outcome::Clean {
+        return None;
+    }
+    let v: serde_json::Value = match serde_json::from_slice(out) {
+        Ok(v) => v,
+        Err(_) => return Some(INTERNAL_ERROR_LINE.to_vec()),
+    };
+    Some(match v.as_object().and_then(|o| o.values().next()) {
+        Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
+        Some(other) => other.to_string().into_bytes(),
+        // The member was dropped (a `drop` rule).
+        None => format!("[REDACTED:{name}]").into_bytes(),
+    })
 }
 
 /// A worker thread's loop. `observe` sees each batch's counters (for

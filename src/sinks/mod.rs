@@ -9,6 +9,7 @@
 //! it": the batch goes to the dead-letter path.
 
 pub mod http;
+pub mod kafka;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -16,11 +17,52 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use crate::config::SinkConfig;
+use crate::pipeline::EventMeta;
 
 pub enum Sink {
     Stdout(io::BufWriter<io::Stdout>),
     File(FileSink),
     Http(http::HttpSink),
+    Kafka(Box<kafka::KafkaSink>),
+}
+
+/// A redacted batch as sinks see it: newline-terminated lines, where each
+/// event ends (an event may hold newlines), and per-event metadata (Kafka
+/// keys and headers) when the source had any.
+pub struct Events<'a> {
+    pub data: &'a [u8],
+    pub ends: &'a [u32],
+    pub meta: &'a [EventMeta],
+}
+
+impl Events<'_> {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Event `i` without its final newline.
+    pub fn event(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends[i] as usize;
+        let e = &self.data[start.min(end)..end];
+        e.strip_suffix(b"\n").unwrap_or(e)
+    }
+}
+
+/// Line ends of newline-terminated `data`: the event boundaries of batches
+/// that did not keep them (disk-buffered batches of line sources).
+pub fn line_ends(data: &[u8]) -> Vec<u32> {
+    let mut ends: Vec<u32> = memchr::memchr_iter(b'\n', data)
+        .map(|i| i as u32 + 1)
+        .collect();
+    if ends.last().map_or(0, |e| *e as usize) < data.len() {
+        ends.push(data.len() as u32);
+    }
+    ends
 }
 
 /// Why a write did not deliver.
@@ -82,22 +124,43 @@ impl Sink {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             )),
+            SinkConfig::Kafka(k) => Sink::Kafka(Box::new(
+                kafka::KafkaSink::new(k).map_err(|e| io::Error::other(e.to_string()))?,
+            )),
         })
     }
 
-    /// Writes one batch of complete lines. `more_queued`: another batch is
-    /// waiting, so stdout may stay unflushed until it is written too.
-    pub fn write(&mut self, data: &[u8], more_queued: bool) -> Result<(), WriteError> {
+    /// Writes one batch. `more_queued`: another batch is waiting, so
+    /// stdout may stay unflushed until it is written too. `Ok` carries the
+    /// events the sink rejected for good (only the Kafka sink judges
+    /// events one by one); they go to the dead-letter path.
+    pub fn write(
+        &mut self,
+        ev: &Events<'_>,
+        more_queued: bool,
+    ) -> Result<Vec<(usize, String)>, WriteError> {
         match self {
             Sink::Stdout(w) => {
-                w.write_all(data)?;
+                w.write_all(ev.data)?;
                 if !more_queued {
                     w.flush()?;
                 }
-                Ok(())
+                Ok(Vec::new())
             }
-            Sink::File(f) => Ok(f.write(data)?),
-            Sink::Http(h) => h.write(data),
+            Sink::File(f) => {
+                f.write(ev.data)?;
+                Ok(Vec::new())
+            }
+            Sink::Http(h) => h.write(ev.data).map(|()| Vec::new()),
+            Sink::Kafka(k) => k.write(ev),
+        }
+    }
+
+    /// The sink's client state, for sinks that have one (Kafka).
+    pub fn kafka_state(&self) -> Option<std::sync::Arc<crate::kafka::ClientState>> {
+        match self {
+            Sink::Kafka(k) => Some(k.state.clone()),
+            _ => None,
         }
     }
 
@@ -106,6 +169,10 @@ impl Sink {
             Sink::Stdout(w) => w.flush(),
             Sink::File(f) => f.file.flush(),
             Sink::Http(_) => Ok(()),
+            Sink::Kafka(k) => {
+                k.flush();
+                Ok(())
+            }
         }
     }
 }

@@ -6,5 +6,6 @@
 
 pub mod checkpoint;
 pub mod file;
+pub mod kafka;
 pub mod kubernetes;
 pub mod lines;
