@@ -155,6 +155,33 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
         });
     }
 
+    if let Some((src, sink)) = cfg.exactly_once() {
+        let dlq = DeadLetter::open(&cfg.dead_letter, &cfg.data_dir)?;
+        if let Some(st) = dlq.kafka_state() {
+            watch_kafka(
+                "dead-letter".into(),
+                None,
+                st,
+                metrics.clone(),
+                stop.clone(),
+            )?;
+        }
+        tracing::info!(source = %src.id, sink = %sink.id, "agent started (exactly-once stream processor)");
+        let r = crate::exactly_once::run(
+            src,
+            sink,
+            crate::exactly_once::EosCtx {
+                rules,
+                metrics,
+                stop,
+                grace,
+                dlq: Arc::new(Mutex::new(dlq)),
+            },
+        );
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        return r.map_err(io::Error::other);
+    }
+
     let threads = match cfg.engine.threads {
         0 => thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

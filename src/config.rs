@@ -553,6 +553,19 @@ impl AgentConfig {
         Ok(cfg)
     }
 
+    /// The source and sink of exactly-once mode, when the config asks for
+    /// it (the check guarantees the shape).
+    pub fn exactly_once(&self) -> Option<(&KafkaSourceConfig, &KafkaSinkConfig)> {
+        match (&self.sources[..], &self.sinks[..]) {
+            ([SourceConfig::Kafka(src)], [SinkConfig::Kafka(sink)])
+                if sink.delivery == KafkaDelivery::ExactlyOnce =>
+            {
+                Some((src, sink))
+            }
+            _ => None,
+        }
+    }
+
     /// Checks what serde cannot: unique ids, usable values.
     pub fn check(&self) -> Result<(), String> {
         let mut ids = std::collections::HashSet::new();
@@ -598,6 +611,29 @@ impl AgentConfig {
                 }
             }
         }
+        for s in &self.sources {
+            if let SourceConfig::Kafka(k) = s {
+                let id = &k.id;
+                if k.brokers.trim().is_empty() {
+                    return Err(format!("source {id:?}: brokers is empty"));
+                }
+                if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
+                    return Err(format!("source {id:?}: topics needs at least one name"));
+                }
+                for t in k.topics.iter().filter(|t| t.starts_with('^')) {
+                    regex::Regex::new(t)
+                        .map_err(|e| format!("source {id:?}: bad topic pattern {t:?}: {e}"))?;
+                }
+                if k.group_id.trim().is_empty() {
+                    return Err(format!("source {id:?}: group_id is empty"));
+                }
+                if !(1024..=1 << 30).contains(&k.max_message_bytes) {
+                    return Err(format!(
+                        "source {id:?}: max_message_bytes must be between 1024 and 1073741824"
+                    ));
+                }
+            }
+        }
         if self
             .sources
             .iter()
@@ -632,6 +668,48 @@ impl AgentConfig {
         }
         if self.sinks.is_empty() {
             return Err("at least one sink is needed".into());
+        }
+        for s in &self.sinks {
+            if let SinkConfig::Kafka(k) = s {
+                let id = &k.id;
+                if k.brokers.trim().is_empty() || k.topic.trim().is_empty() {
+                    return Err(format!("sink {id:?}: brokers and topic are needed"));
+                }
+                if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&k.compression.as_str()) {
+                    return Err(format!(
+                        "sink {id:?}: compression must be none, gzip, snappy, lz4 or zstd"
+                    ));
+                }
+                if k.delivery == KafkaDelivery::ExactlyOnce {
+                    let kafka_sources = self
+                        .sources
+                        .iter()
+                        .filter(|s| matches!(s, SourceConfig::Kafka(_)))
+                        .count();
+                    if kafka_sources != 1 || self.sources.len() != 1 || self.sinks.len() != 1 {
+                        return Err(format!(
+                            "sink {id:?}: delivery = \"exactly_once\" needs exactly one source, of type kafka, and this as the only sink"
+                        ));
+                    }
+                    if k.buffer.kind == BufferKind::Disk {
+                        return Err(format!(
+                            "sink {id:?}: exactly_once commits output and offsets in one transaction; a disk buffer cannot take part (remove [sinks.buffer])"
+                        ));
+                    }
+                }
+            }
+        }
+        if self.dead_letter.topic.is_some()
+            && self
+                .dead_letter
+                .brokers
+                .as_deref()
+                .is_none_or(|b| b.trim().is_empty())
+        {
+            return Err("dead_letter.topic needs dead_letter.brokers".into());
+        }
+        if self.dead_letter.topic.is_some() && self.dead_letter.path.is_some() {
+            return Err("dead_letter: set either path (file) or topic (Kafka), not both".into());
         }
         // Routing: every input names a source, and every source reaches a
         // sink (an event no sink takes would be dropped silently).

@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 
 use crate::config::DeadLetterConfig;
 use crate::kafka::ClientState;
@@ -52,10 +52,8 @@ pub enum DeadLetter {
 
 pub struct KafkaDlq {
     topic: String,
-    producer: BaseProducer<SinkContext>,
-    reports: std::sync::Arc<
-        std::sync::Mutex<Vec<(usize, Result<(), rdkafka::types::RDKafkaErrorCode>)>>,
-    >,
+    producer: ThreadedProducer<SinkContext>,
+    reports: crate::sinks::kafka::Reports,
     pub state: Arc<ClientState>,
 }
 

@@ -26,6 +26,7 @@ pub mod config;
 pub mod decode;
 pub mod dlq;
 pub mod engine;
+pub mod exactly_once;
 pub mod fsutil;
 pub mod kafka;
 pub mod metrics;

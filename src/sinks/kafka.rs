@@ -23,7 +23,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -33,7 +33,7 @@ use crate::kafka::{ClientState, KafkaConfigError};
 use crate::pipeline::EventMeta;
 
 /// Delivery reports of the messages in flight: `(index in batch, result)`.
-type Reports = Arc<Mutex<Vec<(usize, Result<(), RDKafkaErrorCode>)>>>;
+pub type Reports = Arc<Mutex<Vec<(usize, Result<(), RDKafkaErrorCode>)>>>;
 
 pub struct SinkContext {
     base: crate::kafka::Context,
@@ -73,7 +73,7 @@ pub fn producer(
     extra: &[(&str, &str)],
     user: &std::collections::BTreeMap<String, String>,
     state: Arc<ClientState>,
-) -> Result<(BaseProducer<SinkContext>, Reports), KafkaConfigError> {
+) -> Result<(ThreadedProducer<SinkContext>, Reports), KafkaConfigError> {
     let mut ours: Vec<(&str, &str)> = vec![
         ("enable.idempotence", "true"),
         ("acks", "all"),
@@ -155,7 +155,7 @@ struct Progress {
 
 pub struct KafkaSink {
     cfg: KafkaSinkConfig,
-    producer: BaseProducer<SinkContext>,
+    producer: ThreadedProducer<SinkContext>,
     reports: Reports,
     pub state: Arc<ClientState>,
     progress: Option<Progress>,
@@ -177,7 +177,7 @@ impl KafkaSink {
     fn build(
         cfg: &KafkaSinkConfig,
         state: Arc<ClientState>,
-    ) -> Result<(BaseProducer<SinkContext>, Reports), KafkaConfigError> {
+    ) -> Result<(ThreadedProducer<SinkContext>, Reports), KafkaConfigError> {
         let timeout = cfg.message_timeout_ms.to_string();
         producer(
             &format!("sink:{}", cfg.id),

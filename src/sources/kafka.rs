@@ -471,7 +471,7 @@ impl KafkaSource {
 }
 
 /// Appends one message to the batch as one event, with its metadata.
-fn push_message<M: Message>(cfg: &KafkaSourceConfig, msg: &M, batch: &mut Batch) {
+pub(crate) fn push_message<M: Message>(cfg: &KafkaSourceConfig, msg: &M, batch: &mut Batch) {
     let payload = msg.payload().unwrap_or(&[]);
     let poison = if payload.len() > cfg.max_message_bytes {
         Some("oversize")
