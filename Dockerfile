@@ -8,13 +8,19 @@
 # LTO and one codegen unit: the hot path crosses regex, aho-corasick and our
 # engine, and cross-crate inlining pays there.
 FROM rust:1.95-slim-bookworm AS build
+# librdkafka (bundled by the rdkafka crate) builds with make and links
+# OpenSSL; zlib is built in statically.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make pkg-config libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN sh scripts/build-release.sh \
  && mkdir -p /out/var/lib/redactd \
  && cp target/release/redactd /out/redactd
 
-# Runtime stage: distroless with glibc (the build stage's Debian 12), no
+# Runtime stage: distroless with glibc and OpenSSL 3 (the build stage's
+# Debian 12; `ldd redactd`: libssl, libcrypto, libgcc_s, libc), no
 # shell, no package manager; runs as the non-root user 65532 by default. The
 # agent writes only under its data dir, a volume, so the root filesystem can
 # be read-only. (The DaemonSet runs it as uid 0 with every capability

