@@ -153,44 +153,13 @@ fn the_daemonset_has_probes_host_paths_a_locked_down_container_and_scrape_annota
     let all = manifests();
     let ds = find(&all, "DaemonSet", "redactd");
     let cm = find(&all, "ConfigMap", "redactd-config");
-    let cfg: toml::Value = toml::from_str(str_of(&cm["data"]["agent.toml"], "agent.toml")).unwrap();
-    let metrics_port: u64 = cfg["metrics"]["address"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (cfg, metrics_port, grace_ms) = ports_of(cm);
     let data_dir = cfg["data_dir"].as_str().unwrap();
-    let grace_ms = cfg["shutdown"]["grace_period_ms"].as_integer().unwrap() as u64;
 
     let pod = &ds["spec"]["template"];
     let spec = &pod["spec"];
     let c = &spec["containers"][0];
-    let ann = &pod["metadata"]["annotations"];
-    assert_eq!(ann["prometheus.io/scrape"], "true");
-    assert_eq!(ann["prometheus.io/port"], metrics_port.to_string());
-    assert_eq!(ann["prometheus.io/path"], "/metrics");
-    let port = c["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "metrics")
-        .expect("metrics port");
-    assert_eq!(port["containerPort"].as_u64(), Some(metrics_port));
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    for probe in ["livenessProbe", "readinessProbe"] {
-        assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
-    }
-    for kind in ["requests", "limits"] {
-        let r = &c["resources"][kind];
-        assert!(
-            r["cpu"].is_string() && r["memory"].is_string(),
-            "resources.{kind}"
-        );
-    }
+    check_pod(pod, metrics_port, grace_ms);
     // Runs on every node.
     assert!(
         spec["tolerations"]
@@ -200,23 +169,6 @@ fn the_daemonset_has_probes_host_paths_a_locked_down_container_and_scrape_annota
             .any(|t| t["operator"] == "Exists" && t.get("key").is_none()),
         "tolerations must match every taint"
     );
-    // SIGTERM drains within the kubelet's grace period.
-    let tgps = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
-    assert!(
-        tgps * 1000 > grace_ms,
-        "terminationGracePeriodSeconds {tgps} <= grace_period_ms"
-    );
-    // Locked down.
-    let sc = &c["securityContext"];
-    assert_eq!(sc["allowPrivilegeEscalation"], false);
-    assert_eq!(sc["readOnlyRootFilesystem"], true);
-    assert_eq!(sc["privileged"], false);
-    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
-    assert!(sc["capabilities"].get("add").is_none());
-    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
-    assert_eq!(spec["automountServiceAccountToken"], false);
-    assert!(spec.get("hostNetwork").is_none() && spec.get("hostPID").is_none());
-
     // Host paths: /var/log read-only, the data dir writable and on the host
     // (so checkpoints survive the pod), the config where args point.
     let volumes = spec["volumes"].as_array().unwrap();
@@ -260,6 +212,90 @@ fn the_daemonset_has_probes_host_paths_a_locked_down_container_and_scrape_annota
         cfg["sources"][0]["include"][0].as_str(),
         Some("/var/log/containers/*.log")
     );
+}
+
+/// What every workload needs: scrape annotations and a metrics port that
+/// match the config, probes on /healthz and /readyz, requests and limits, a
+/// grace period longer than the agent's drain, a locked-down container.
+fn check_pod(pod: &Value, metrics_port: u64, grace_ms: u64) {
+    let spec = &pod["spec"];
+    let c = &spec["containers"][0];
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], metrics_port.to_string());
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    let port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("metrics port");
+    assert_eq!(port["containerPort"].as_u64(), Some(metrics_port));
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
+    }
+    for kind in ["requests", "limits"] {
+        let r = &c["resources"][kind];
+        assert!(r["cpu"].is_string() && r["memory"].is_string(), "resources.{kind}");
+    }
+    let tgps = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(tgps * 1000 > grace_ms, "terminationGracePeriodSeconds {tgps} <= grace_period_ms");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(sc["capabilities"].get("add").is_none());
+    let seccomp = if sc["seccompProfile"].is_null() {
+        &spec["securityContext"]["seccompProfile"]
+    } else {
+        &sc["seccompProfile"]
+    };
+    assert_eq!(seccomp["type"], "RuntimeDefault");
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert!(spec.get("hostNetwork").is_none() && spec.get("hostPID").is_none());
+}
+
+/// The metrics port and drain time a ConfigMap's agent.toml sets.
+fn ports_of(cm: &Value) -> (toml::Value, u64, u64) {
+    let cfg: toml::Value = toml::from_str(str_of(&cm["data"]["agent.toml"], "agent.toml")).unwrap();
+    let port = cfg["metrics"]["address"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let grace = cfg["shutdown"]["grace_period_ms"].as_integer().unwrap() as u64;
+    (cfg, port, grace)
+}
+
+#[test]
+fn the_kafka_stream_processor_validates_runs_as_non_root_and_has_probes() {
+    let all = manifests();
+    let cm = find(&all, "ConfigMap", "redactd-kafka-config");
+    let ss = find(&all, "StatefulSet", "redactd-kafka");
+    let (cfg, port, grace) = ports_of(cm);
+    check_pod(&ss["spec"]["template"], port, grace);
+    let sc = &ss["spec"]["template"]["spec"]["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(cfg["sinks"][0]["delivery"].as_str(), Some("exactly_once"));
+    let d = tempfile::tempdir().unwrap();
+    let text = str_of(&cm["data"]["agent.toml"], "agent.toml")
+        .replace("/var/lib/redactd", d.path().to_str().unwrap());
+    let p = d.path().join("agent.toml");
+    fs::write(&p, text).unwrap();
+    let o = run(&["validate", "--config", p.to_str().unwrap()], b"");
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // The shipped example of the same mode validates too.
+    let o = run(
+        &["validate", "--config", repo("examples/kafka-stream.toml").to_str().unwrap()],
+        b"",
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
 
 #[test]

@@ -508,3 +508,103 @@ fn tansu_topic_to_topic_with_keys_and_headers_and_kill_9_loses_nothing() {
     let dups: usize = seen.values().map(|c| c - 1).sum();
     eprintln!("tansu at-least-once kill -9: 0 lost, {dups} duplicates of {total}");
 }
+
+/// Throughput, topic to topic, on a Tansu broker process (or the mock
+/// cluster with `KAFKA_BENCH_BROKER=mock`): a plain
+/// consume→produce copy (this process, no redaction) next to `redactd` in
+/// at-least-once and exactly-once mode, on the same input in the same run.
+/// Run by `benches/kafka.sh` (release build); ignored in the test suite.
+#[test]
+#[ignore]
+fn throughput_report() {
+    let on_mock = std::env::var("KAFKA_BENCH_BROKER").as_deref() == Ok("mock");
+    let k = if on_mock { mock(1) } else { tansu() };
+    eprintln!("broker: {}", if on_mock { "librdkafka mock cluster (in the bench process)" } else { "Tansu process" });
+    let total: usize = std::env::var("KAFKA_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let raw = unique("bench-raw");
+    k.create_topic(&raw, 3);
+    let input: Vec<Rec> = (0..total).map(event).collect();
+    let bytes: usize = input.iter().map(|r| r.payload.len()).sum();
+    k.produce(&raw, &input);
+    let report = |name: &str, secs: f64| {
+        eprintln!(
+            "{name:<28} {total} events, {:.1} MB in {secs:.2} s: {:.0} events/s, {:.1} MB/s",
+            bytes as f64 / 1e6,
+            total as f64 / secs,
+            bytes as f64 / 1e6 / secs
+        );
+    };
+    // Waits until `topic` holds `total` records; seconds since `t0`.
+    let finish = |topic: &str, committed: bool, t0: Instant| -> f64 {
+        let got = k.consume(topic, total, Duration::from_secs(600), committed).len();
+        assert!(got >= total, "{topic}: only {got} of {total}");
+        t0.elapsed().as_secs_f64()
+    };
+
+    // 1. Plain copy: a consumer group member and an idempotent producer,
+    // on its own thread while the output is read, as for redactd below.
+    let copy = unique("bench-copy");
+    k.create_topic(&copy, 3);
+    let t0 = Instant::now();
+    let copier = {
+        let (bootstrap, raw, copy) = (k.bootstrap.clone(), raw.clone(), copy.clone());
+        let p = k.producer();
+        std::thread::spawn(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            use rdkafka::producer::{BaseRecord, Producer};
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", unique("copy"))
+                .set("auto.offset.reset", "earliest")
+                .create()
+                .unwrap();
+            c.subscribe(&[&raw]).unwrap();
+            let mut n = 0;
+            while n < total {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                    let mut rec: BaseRecord<'_, [u8], [u8]> =
+                        BaseRecord::to(&copy).payload(m.payload().unwrap_or(&[]));
+                    if let Some(key) = m.key() {
+                        rec = rec.key(key);
+                    }
+                    while let Err((_, back)) = p.send(rec) {
+                        rec = back;
+                        p.poll(Duration::from_millis(5));
+                    }
+                    p.poll(Duration::ZERO);
+                    n += 1;
+                }
+            }
+            p.flush(Duration::from_secs(60)).unwrap();
+        })
+    };
+    report("copy (no redaction)", finish(&copy, false, t0));
+    copier.join().unwrap();
+
+    // 2./3. redactd, at-least-once and exactly-once.
+    for (name, extra) in [
+        ("redactd at-least-once", String::new()),
+        (
+            "redactd exactly-once",
+            format!("delivery = \"exactly_once\"\ntransactional_id = \"{}\"", unique("txn")),
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let n = Names {
+            raw: raw.clone(),
+            clean: unique("bench-clean"),
+            dlq: unique("bench-dlq"),
+            group: unique("bench-group"),
+        };
+        k.create_topic(&n.clean, 3);
+        let cfg = config(d.path(), &k, &n, free_port(), &extra);
+        let t0 = Instant::now();
+        let agent = Agent::start(&cfg);
+        let secs = finish(&n.clean, !extra.is_empty(), t0);
+        assert_eq!(agent.term().0, Some(0));
+        report(name, secs);
+    }
+}
