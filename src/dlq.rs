@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::producer::ThreadedProducer;
 
 use crate::config::DeadLetterConfig;
 use crate::kafka::ClientState;
@@ -191,9 +191,12 @@ impl KafkaDlq {
                 }
             }
         }
-        self.producer
-            .flush(Duration::from_secs(35))
-            .map_err(|e| io::Error::other(format!("dead-letter topic: {e}")))?;
+        crate::sinks::kafka::wait_reports(
+            &self.producer,
+            &self.reports,
+            recs.len(),
+            Duration::from_secs(35),
+        );
         let reports = self
             .reports
             .lock()

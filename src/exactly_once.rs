@@ -420,10 +420,12 @@ fn transaction<C: ConsumerContext>(
         ends: &red.ends,
         meta: &red.meta,
     };
+    let mut sent = 0;
     for (i, skipped) in skip.iter().enumerate() {
         if *skipped {
             continue;
         }
+        sent += 1;
         let mut rec = record(&sink.topic, i, events.event(i), red.meta.get(i), &[]);
         loop {
             match producer.send(rec) {
@@ -445,8 +447,8 @@ fn transaction<C: ConsumerContext>(
             }
         }
     }
-    if let Err(e) = producer.flush(TXN_TIMEOUT) {
-        return Err(abort(classify("flush", e)));
+    if !crate::sinks::kafka::wait_reports(producer, reports, sent, TXN_TIMEOUT) {
+        return Err(abort(TxnError::Retry("delivery reports timed out".into())));
     }
     let (rejected, failed) = match reports.lock() {
         Ok(r) => {

@@ -238,10 +238,16 @@ fn check_pod(pod: &Value, metrics_port: u64, grace_ms: u64) {
     }
     for kind in ["requests", "limits"] {
         let r = &c["resources"][kind];
-        assert!(r["cpu"].is_string() && r["memory"].is_string(), "resources.{kind}");
+        assert!(
+            r["cpu"].is_string() && r["memory"].is_string(),
+            "resources.{kind}"
+        );
     }
     let tgps = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
-    assert!(tgps * 1000 > grace_ms, "terminationGracePeriodSeconds {tgps} <= grace_period_ms");
+    assert!(
+        tgps * 1000 > grace_ms,
+        "terminationGracePeriodSeconds {tgps} <= grace_period_ms"
+    );
     let sc = &c["securityContext"];
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["readOnlyRootFilesystem"], true);
@@ -292,7 +298,11 @@ fn the_kafka_stream_processor_validates_runs_as_non_root_and_has_probes() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     // The shipped example of the same mode validates too.
     let o = run(
-        &["validate", "--config", repo("examples/kafka-stream.toml").to_str().unwrap()],
+        &[
+            "validate",
+            "--config",
+            repo("examples/kafka-stream.toml").to_str().unwrap(),
+        ],
         b"",
     );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));

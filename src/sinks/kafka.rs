@@ -105,6 +105,36 @@ pub fn producer(
     Ok((p, reports))
 }
 
+/// Waits until `sent` delivery reports are in, or `timeout`. True if all
+/// arrived.
+///
+/// Why not `Producer::flush`: with the threaded producer, the background
+/// thread takes the delivery events, and `flush` then sleeps in 100 ms
+/// polls of its own: one batch would cost at least 100 ms. Here we nudge
+/// librdkafka to send now (a zero-timeout flush ends any linger) and watch
+/// the reports the callback collects.
+pub fn wait_reports<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    reports: &Reports,
+    sent: usize,
+    timeout: Duration,
+) -> bool {
+    let _ = producer.flush(Duration::ZERO);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let n = reports.lock().map_or(0, |r| r.len());
+        if n >= sent {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
 /// Builds a record for event `i` of `ev`, carrying its key, headers and
 /// timestamp.
 pub fn record<'a>(
@@ -263,9 +293,8 @@ impl KafkaSink {
                 }
             }
         }
-        let flushed = self
-            .producer
-            .flush(Duration::from_millis(self.cfg.message_timeout_ms + 5000));
+        let wait = Duration::from_millis(self.cfg.message_timeout_ms + 5000);
+        let all_in = wait_reports(&self.producer, &self.reports, sent, wait);
         let failed = Self::apply_reports(&self.reports, progress);
         if let Some(e) = failed {
             return Err(WriteError::Retry {
@@ -273,9 +302,9 @@ impl KafkaSink {
                 after: None,
             });
         }
-        if let Err(e) = flushed {
+        if !all_in {
             return Err(WriteError::Retry {
-                error: format!("flush: {e}"),
+                error: "delivery reports timed out".into(),
                 after: None,
             });
         }

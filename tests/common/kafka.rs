@@ -157,35 +157,7 @@ impl Kafka {
     }
 
     pub fn produce(&self, topic: &str, recs: &[Rec]) {
-        let p = self.producer();
-        for r in recs {
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v),
-                });
-            }
-            let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(&r.payload[..]);
-            if let Some(k) = &r.key {
-                rec = rec.key(&k[..]);
-            }
-            if !r.headers.is_empty() {
-                rec = rec.headers(headers);
-            }
-            let mut rec = rec;
-            loop {
-                match p.send(rec) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        rec = back;
-                        p.poll(Duration::from_millis(10));
-                    }
-                }
-            }
-            p.poll(Duration::ZERO);
-        }
-        p.flush(Duration::from_secs(60)).expect("flush");
+        produce_with(&self.producer(), topic, recs);
     }
 
     /// Reads `topic` from the beginning until `n` messages or `timeout`.
@@ -306,4 +278,36 @@ pub fn headers(m: &OwnedMessage) -> HashMap<String, String> {
 
 pub fn payload(m: &OwnedMessage) -> String {
     String::from_utf8_lossy(m.payload().unwrap_or(&[])).into_owned()
+}
+
+/// Produces `recs` with `p` and waits until the broker has them all.
+pub fn produce_with(p: &BaseProducer, topic: &str, recs: &[Rec]) {
+    for r in recs {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(&r.payload[..]);
+        if let Some(k) = &r.key {
+            rec = rec.key(&k[..]);
+        }
+        if !r.headers.is_empty() {
+            rec = rec.headers(headers);
+        }
+        let mut rec = rec;
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
 }
