@@ -57,7 +57,7 @@ cargo check --locked --benches --quiet
 # the end-to-end tests too (what ships is what was tested).
 sh scripts/build-release.sh
 REDACTD_BIN="$PWD/target/release/redactd" timeout 900 \
-  cargo test --locked --test filter --test golden --test quality --test kubernetes 2>&1 | tee -a "$log"
+  cargo test --locked --test filter --test golden --test quality --test kubernetes --test redos --test hostile 2>&1 | tee -a "$log"
 
 # One closing line over everything that ran: cargo's test binaries and the
 # rule files' own cases.

@@ -16,6 +16,8 @@ use super::action::HashKey;
 use super::spec::{ActionKind, Category, GroupSpec, PatternEngine, RuleFile, Source, TestSpec};
 use super::validate::Validator;
 
+/// Keyword count up to which the keyword automaton is a DFA.
+const AC_DFA_MAX_KEYWORDS: usize = 5_000;
 /// Rulesets with more keywords than this get no combined gate regex.
 const GATE_MAX_KEYWORDS: usize = 64;
 
@@ -226,8 +228,9 @@ impl Ruleset {
                     continue;
                 }
             };
+            let lines = src.line_index();
             for spec in file.rules {
-                let line = src.line_of(spec.id.span().start);
+                let line = lines.line_of(spec.id.span().start);
                 let origin = format!("{}:{}", src.name, line);
                 let id = spec.id.get_ref().clone();
                 if let Some(prev) = seen.get(&id) {
@@ -242,7 +245,7 @@ impl Ruleset {
                 if !spec.enabled {
                     continue;
                 }
-                match compile_rule(spec, src, origin) {
+                match compile_rule(spec, src, &lines, origin) {
                     Ok(r) => rules.push(r),
                     Err(e) => problems.push(e),
                 }
@@ -320,14 +323,17 @@ impl Ruleset {
         // Leftmost-longest search reports one keyword per start position;
         // the shorter keywords starting there are its prefixes, so each
         // pattern also carries their rules.
+        // (Each pattern's prefixes are looked up by length: linear in the
+        // number of keywords, where comparing all pairs was quadratic.)
         let own = ac_rules.clone();
         for (a, pa) in ac_pats.iter().enumerate() {
-            for (b, pb) in ac_pats.iter().enumerate() {
-                if a != b && pa.starts_with(pb.as_str()) {
-                    for kr in &own[b] {
-                        if !ac_rules[a].contains(kr) {
-                            ac_rules[a].push(kr.clone());
-                        }
+            for end in (1..pa.len()).filter(|&e| pa.is_char_boundary(e)) {
+                let Some(&b) = ac_index.get(&pa[..end]) else {
+                    continue;
+                };
+                for kr in &own[b] {
+                    if !ac_rules[a].contains(kr) {
+                        ac_rules[a].push(kr.clone());
                     }
                 }
             }
@@ -339,7 +345,13 @@ impl Ruleset {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(AcMatchKind::LeftmostLongest)
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                    // A DFA is fastest; past a few thousand keywords its
+                    // size grows faster than its speed pays back.
+                    .kind(if ac_pats.len() <= AC_DFA_MAX_KEYWORDS {
+                        Some(aho_corasick::AhoCorasickKind::DFA)
+                    } else {
+                        None
+                    })
                     .build(&ac_pats)
                     .map_err(|e| RuleError::Internal(format!("keyword automaton: {e}")))?,
             )
@@ -774,6 +786,7 @@ fn key_keywords(keys: &[String]) -> Vec<String> {
 fn compile_rule(
     spec: super::spec::RuleSpec,
     src: &Source,
+    lines: &crate::engine::spec::LineIndex,
     origin: String,
 ) -> Result<Rule, RuleError> {
     let id = spec.id.into_inner();
@@ -803,7 +816,7 @@ fn compile_rule(
         Some(v) => Some(
             Validator::from_name(v.get_ref(), spec.min_entropy).ok_or_else(|| {
                 invalid(
-                    &format!("{}:{}", src.name, src.line_of(v.span().start)),
+                    &format!("{}:{}", src.name, lines.line_of(v.span().start)),
                     format!(
                         "unknown validator {:?} (known: {})",
                         v.get_ref(),
@@ -820,8 +833,8 @@ fn compile_rule(
         ));
     }
     let (pattern, pattern_line, derived) = match &spec.pattern {
-        Some(p) => (p.get_ref().clone(), src.line_of(p.span().start), false),
-        None => (key_text_pattern(&spec.keys), src.line_of(0), true),
+        Some(p) => (p.get_ref().clone(), lines.line_of(p.span().start), false),
+        None => (key_text_pattern(&spec.keys), 1, true),
     };
     let at = format!("{}:{}", src.name, pattern_line);
     let (matcher, group) = match spec.engine {

@@ -205,11 +205,22 @@ impl FileSink {
         if self.max_bytes > 0 && self.size > 0 && self.size + data.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
+        if let Err(e) = self.write_whole(data) {
+            // A full disk (or a file size limit) can cut a batch anywhere:
+            // cut the file back to where the batch started, so the retry
+            // does not leave a torn line in front of it.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn write_whole(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
         if self.fsync {
             self.file.sync_data()?;
         }
-        self.size += data.len() as u64;
         Ok(())
     }
 
