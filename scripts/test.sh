@@ -59,6 +59,11 @@ sh scripts/build-release.sh
 REDACTD_BIN="$PWD/target/release/redactd" timeout 900 \
   cargo test --locked --test filter --test golden --test quality --test kubernetes --test redos --test hostile 2>&1 | tee -a "$log"
 
+# Fuzzing, time-boxed: every target of fuzz/ for FUZZ_SECONDS (default 20)
+# from its committed corpus; any crash or hang fails the run. For a long
+# run: scripts/fuzz.sh 3600.
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1 | tee -a "$log"
+
 # One closing line over everything that ran: cargo's test binaries and the
 # rule files' own cases.
 python3 - "$log" <<'PY'

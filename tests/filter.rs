@@ -435,3 +435,20 @@ fn parallel_workers_keep_input_order_and_output_identical_to_one_thread() {
         assert_eq!(stderr(&one), stderr(&many), "same stats with --threads {t}");
     }
 }
+
+/// Found by fuzzing (`fuzz/corpus/engine_line/regression-marker-under-secret-key`):
+/// a control character made the line invalid JSON, a text rule masked the
+/// password, and the second pass (now valid JSON) masked the mask again
+/// under the field rule's name.
+#[test]
+fn a_value_masked_by_a_text_rule_is_not_masked_again_by_a_field_rule() {
+    let input = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus/engine_line/regression-marker-under-secret-key"),
+    )
+    .unwrap();
+    let once = run(&[], &input);
+    assert!(!stdout(&once).contains("hunter2"));
+    let twice = run(&[], &once.stdout);
+    assert_eq!(stdout(&once), stdout(&twice));
+}

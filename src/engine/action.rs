@@ -19,6 +19,15 @@ pub fn is_marker(s: &str) -> bool {
     MARKERS.iter().any(|m| s.starts_with(m))
 }
 
+/// Is `s` one whole redaction marker (`[REDACTED:id]`, `[HASH:id:…]`), as
+/// an earlier pass wrote it? Such a value is never redacted again, so a
+/// value masked by a text rule (when its line was not valid JSON) is not
+/// re-masked by a field rule once the line is: redacting twice equals
+/// redacting once. (Found by fuzzing: `fuzz/corpus/engine_line/`.)
+pub fn is_whole_marker(s: &str) -> bool {
+    is_marker(s) && s.find(']') == Some(s.len() - 1)
+}
+
 /// The key for `hash` actions. Debug never shows it.
 #[derive(Clone)]
 pub struct HashKey {

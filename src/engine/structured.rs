@@ -204,7 +204,9 @@ impl Ruleset {
                 } => {
                     let sensitive = frames.last().and_then(|f| f.subtree.or(f.member));
                     let value = decode_string(&text[start..end], escaped)?;
-                    if let Some(r) = sensitive {
+                    if sensitive.is_some() && super::action::is_whole_marker(&value) {
+                        // Already redacted by an earlier pass.
+                    } else if let Some(r) = sensitive {
                         self.replace_whole(r, &value, start, end, &mut edits, sc, st);
                     } else if let Some(new) = self.redact_member_value(
                         &value,
