@@ -156,16 +156,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
     }
 
     if let Some((src, sink)) = cfg.exactly_once() {
-        let dlq = DeadLetter::open(&cfg.dead_letter, &cfg.data_dir)?;
-        if let Some(st) = dlq.kafka_state() {
-            watch_kafka(
-                "dead-letter".into(),
-                None,
-                st,
-                metrics.clone(),
-                stop.clone(),
-            )?;
-        }
+        let dlq = open_dead_letter(&cfg, &metrics, &stop)?;
         tracing::info!(source = %src.id, sink = %sink.id, "agent started (exactly-once stream processor)");
         let r = crate::exactly_once::run(
             src,
@@ -175,7 +166,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                 metrics,
                 stop,
                 grace,
-                dlq: Arc::new(Mutex::new(dlq)),
+                dlq,
             },
         );
         runtime.shutdown_timeout(Duration::from_millis(100));
@@ -307,17 +298,7 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
     drop(src_tx);
     let source_ids: Arc<Vec<String>> =
         Arc::new(cfg.sources.iter().map(|s| s.id().to_string()).collect());
-    let dlq = DeadLetter::open(&cfg.dead_letter, &cfg.data_dir)?;
-    if let Some(st) = dlq.kafka_state() {
-        watch_kafka(
-            "dead-letter".into(),
-            None,
-            st,
-            metrics.clone(),
-            stop.clone(),
-        )?;
-    }
-    let dlq = Arc::new(Mutex::new(dlq));
+    let dlq = open_dead_letter(&cfg, &metrics, &stop)?;
 
     // Sinks: a buffer each (memory or disk), drained by its own thread.
     // Each sink with its queue and, per source index, whether it takes that
@@ -928,6 +909,26 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
     let _ = sink.flush();
 }
 
+/// The dead-letter path of the config, with its readiness exported when
+/// it is a Kafka topic.
+fn open_dead_letter(
+    cfg: &AgentConfig,
+    metrics: &Arc<Metrics>,
+    stop: &Arc<AtomicBool>,
+) -> io::Result<Arc<Mutex<DeadLetter>>> {
+    let dlq = DeadLetter::open(&cfg.dead_letter, &cfg.data_dir)?;
+    if let Some(st) = dlq.kafka_state() {
+        watch_kafka(
+            "dead-letter".into(),
+            None,
+            st,
+            metrics.clone(),
+            stop.clone(),
+        )?;
+    }
+    Ok(Arc::new(Mutex::new(dlq)))
+}
+
 /// Exports a Kafka client's state: readiness under `health`, and for a
 /// source (`lag_source`), the consumer lag per partition.
 fn watch_kafka(
@@ -983,7 +984,7 @@ fn events_ok(
 
 /// Writes dead-letter records, retrying with backoff until it works (the
 /// caller's acknowledgement depends on it). False if shutdown gave up.
-fn write_dead_letters(
+pub(crate) fn write_dead_letters(
     dlq: &Mutex<DeadLetter>,
     recs: &[DeadRecord<'_>],
     m: &Metrics,

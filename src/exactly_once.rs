@@ -31,13 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{Producer, ThreadedProducer};
-use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -59,17 +56,7 @@ struct EosContext {
     revoked: AtomicBool,
 }
 
-impl ClientContext for EosContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        self.base.log(level, fac, msg)
-    }
-    fn stats(&self, st: Statistics) {
-        self.base.stats(st)
-    }
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.base.error(error, reason)
-    }
-}
+crate::kafka::delegate_client_context!(EosContext);
 
 impl ConsumerContext for EosContext {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -535,32 +522,6 @@ fn rule_ids(red: &Redacted, rules: &[u32]) -> Vec<String> {
 
 /// Writes dead-letter records, retrying until it works; false at shutdown.
 fn dead_letter(c: &EosCtx, recs: &[DeadRecord<'_>]) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let r = c
-            .dlq
-            .lock()
-            .map_err(|_| std::io::Error::other("dead-letter lock poisoned"))
-            .and_then(|mut w| w.write(recs));
-        match r {
-            Ok(_) => {
-                for r in recs {
-                    c.metrics.dlq_events.with_label_values(&[r.reason]).inc();
-                }
-                return true;
-            }
-            Err(e) => {
-                c.metrics
-                    .secondary_failures
-                    .with_label_values(&["dlq", "write_error"])
-                    .inc();
-                tracing::error!(error = %e, "dead-letter write failed; retrying");
-                if c.stop.load(Ordering::SeqCst) {
-                    return false;
-                }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    let mut give_up = || c.stop.load(Ordering::SeqCst);
+    crate::agent::write_dead_letters(&c.dlq, recs, &c.metrics, &mut give_up)
 }

@@ -183,6 +183,26 @@ impl ClientContext for Context {
     }
 }
 
+/// Implements `ClientContext` for a context type by handing every callback
+/// to its `base: Context` field (the consumer and producer contexts add
+/// their own callbacks on top).
+macro_rules! delegate_client_context {
+    ($t:ty) => {
+        impl rdkafka::client::ClientContext for $t {
+            fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+                self.base.log(level, fac, msg)
+            }
+            fn stats(&self, st: rdkafka::statistics::Statistics) {
+                self.base.stats(st)
+            }
+            fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+                self.base.error(error, reason)
+            }
+        }
+    };
+}
+pub(crate) use delegate_client_context;
+
 /// Whether a produce error will never succeed for this message (it goes to
 /// the dead-letter path) rather than being worth a retry.
 pub fn is_permanent(code: RDKafkaErrorCode) -> bool {

@@ -19,12 +19,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{Events, WriteError};
@@ -40,17 +37,7 @@ pub struct SinkContext {
     reports: Reports,
 }
 
-impl ClientContext for SinkContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        self.base.log(level, fac, msg)
-    }
-    fn stats(&self, st: Statistics) {
-        self.base.stats(st)
-    }
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.base.error(error, reason)
-    }
-}
+crate::kafka::delegate_client_context!(SinkContext);
 
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = usize;

@@ -31,12 +31,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::lines::Chunk;
@@ -139,17 +135,7 @@ pub struct SourceContext {
     offsets: Arc<Mutex<Offsets>>,
 }
 
-impl ClientContext for SourceContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        self.base.log(level, fac, msg)
-    }
-    fn stats(&self, st: Statistics) {
-        self.base.stats(st)
-    }
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.base.error(error, reason)
-    }
-}
+crate::kafka::delegate_client_context!(SourceContext);
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

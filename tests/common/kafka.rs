@@ -195,17 +195,8 @@ impl Kafka {
             )
             .create()
             .expect("consumer");
-        let md = c
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        for t in md.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                    .unwrap();
-            }
-        }
-        c.assign(&tpl).expect("assign");
+        c.assign(&partitions(&c, topic, Offset::Beginning))
+            .expect("assign");
         let end = Instant::now() + timeout;
         let mut out = Vec::new();
         let mut checked = 0;
@@ -238,17 +229,11 @@ impl Kafka {
             .set("group.id", group)
             .create()
             .expect("consumer");
-        let md = c
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        for t in md.topics() {
-            for p in t.partitions() {
-                tpl.add_partition(topic, p.id());
-            }
-        }
         let got = c
-            .committed_offsets(tpl, Duration::from_secs(10))
+            .committed_offsets(
+                partitions(&c, topic, Offset::Invalid),
+                Duration::from_secs(10),
+            )
             .expect("committed");
         got.elements()
             .iter()
@@ -258,6 +243,20 @@ impl Kafka {
             })
             .sum()
     }
+}
+
+/// Every partition of `topic`, each at `offset`.
+fn partitions(c: &BaseConsumer, topic: &str, offset: Offset) -> TopicPartitionList {
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), offset).unwrap();
+        }
+    }
+    tpl
 }
 
 /// A message's headers as a map (last value wins).
