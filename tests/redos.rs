@@ -5,9 +5,11 @@
 //! built-in library. Each must finish within a bound per MB, and come out
 //! as one line.
 //!
-//! The bound is strict for the release binary (CI runs this file again
-//! with `REDACTD_BIN` set to it) and loose for the debug build, which is
-//! an order of magnitude slower.
+//! Ignored in the debug test pass (the debug build is an order of
+//! magnitude slower and the bound is about the shipped binary):
+//! `scripts/test.sh` runs it with `--include-ignored` against the release
+//! binary (`REDACTD_BIN`). Run by hand on a debug build, the bound is
+//! loosened to match.
 
 mod common;
 
@@ -78,6 +80,7 @@ fn inputs(kws: &[String], line: usize) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "run on the release binary by scripts/test.sh"]
 fn every_built_in_rule_stays_within_its_cost_bound_on_adversarial_lines() {
     let release = std::env::var("REDACTD_BIN").is_ok();
     // ms per MB, including process start.
