@@ -13,7 +13,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 export RUSTC_BOOTSTRAP=1
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(json_scanner container_decoder engine_line rule_file agent_config disk_buffer)
+  targets=(json_scanner logfmt_pairs container_decoder engine_line rule_file agent_config disk_buffer)
 fi
 cargo fuzz build --release
 failed=0

@@ -232,8 +232,13 @@ pub fn run(cfg: AgentConfig, rs: Ruleset, loader: RuleLoader, ctl: Control) -> i
                             (&st.malformed_envelopes, decode("malformed_envelope")),
                             (&st.partial_overflows, decode("partial_overflow")),
                             (&st.invalid_utf8, decode("invalid_utf8")),
+                            (
+                                &st.checkpoint_errors,
+                                m.secondary_failures
+                                    .with_label_values(&["source", "checkpoint_write"]),
+                            ),
                         ];
-                        let mut last = [0u64; 4];
+                        let mut last = [0u64; 5];
                         let mut last_ns: std::collections::HashMap<String, u64> =
                             Default::default();
                         loop {

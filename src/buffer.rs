@@ -200,6 +200,9 @@ struct DiskState {
     /// Records in the buffer (approximate after a restart: counted on replay).
     closed: bool,
     corrupt: u64,
+    /// The live segment has a torn tail that could not be cut off: the next
+    /// push starts a new segment.
+    torn: bool,
 }
 
 impl DiskBuffer {
@@ -268,6 +271,7 @@ impl DiskBuffer {
             writer,
             write_seg,
             write_off: valid_end,
+            torn: false,
             read_seg,
             read_off,
             reader: None,
@@ -293,7 +297,7 @@ impl DiskBuffer {
         while !s.closed && s.bytes > 0 && s.bytes + rec.len() as u64 > self.max_bytes {
             s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
         }
-        if s.write_off >= SEGMENT_BYTES {
+        if s.write_off >= SEGMENT_BYTES || s.torn {
             if self.fsync == FsyncPolicy::Always {
                 s.writer.sync_all()?;
             }
@@ -305,11 +309,34 @@ impl DiskBuffer {
                 .open(seg_path(&self.dir, next))?;
             s.write_seg = next;
             s.write_off = 0;
+            s.torn = false;
             s.segments.push_back(next);
         }
-        s.writer.write_all(&rec)?;
-        if self.fsync == FsyncPolicy::Always {
-            s.writer.sync_data()?;
+        let written = s.writer.write_all(&rec).and_then(|()| {
+            if self.fsync == FsyncPolicy::Always {
+                s.writer.sync_data()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            // A full disk can take part of the record. Cut it back off, or
+            // the next record would land after the torn bytes while the
+            // reader expects one at `write_off`: it would see a corrupt
+            // record and skip the rest of the segment, losing acknowledged
+            // events. If even the cut fails, the next push starts a new
+            // segment (the reader skips a torn tail of a closed segment,
+            // and nothing acknowledged is after it). The writer of a
+            // reopened segment writes at its position, not in append mode:
+            // hence the seek.
+            let off = s.write_off;
+            let cut = s
+                .writer
+                .set_len(off)
+                .and_then(|()| s.writer.seek(SeekFrom::Start(off)));
+            if cut.is_err() {
+                s.torn = true;
+            }
+            return Err(e);
         }
         s.write_off += rec.len() as u64;
         s.bytes += rec.len() as u64;

@@ -73,6 +73,9 @@ pub struct RulesConfig {
     pub hash_key_env: Option<String>,
     /// File with the key for `hash` actions.
     pub hash_key_file: Option<PathBuf>,
+    /// Time one event may spend in the rules, per MiB for larger events;
+    /// values not searched in time are masked. 0: no limit; default 1000.
+    pub time_budget_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,10 +4,11 @@
 mod common;
 
 use common::agent::*;
+use common::http::Endpoint;
 use common::*;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -450,76 +451,6 @@ fn the_shipped_example_config_validates() {
         &[("REDACTD_HASH_KEY", "k")],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-}
-
-/// A minimal HTTP/1.1 endpoint for the sink tests: answers every request
-/// with `status`, one request per connection, and keeps the gunzipped
-/// bodies of the requests it accepted (2xx).
-struct Endpoint {
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Endpoint {
-    fn start(listener: std::net::TcpListener, status: u16) -> Endpoint {
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (b, r) = (bodies.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 65536];
-                let (head_end, len) = loop {
-                    let n = conn.read(&mut tmp).unwrap_or(0);
-                    if n == 0 {
-                        break (0, 0);
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (i + 4, len);
-                    }
-                };
-                if head_end == 0 {
-                    continue;
-                }
-                while buf.len() < head_end + len {
-                    let n = conn.read(&mut tmp).unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&tmp[..n]);
-                }
-                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if (200..300).contains(&status) {
-                    let mut body = String::new();
-                    let _ = flate2::read::GzDecoder::new(&buf[head_end..head_end + len])
-                        .read_to_string(&mut body);
-                    b.lock().unwrap().push(body);
-                }
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-            }
-        });
-        Endpoint { bodies, requests }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.bodies
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|b| b.lines().map(str::to_string).collect::<Vec<_>>())
-            .collect()
-    }
 }
 
 fn http_config(d: &Path, sink_port: u16, metrics_port: u16, extra: &str) -> PathBuf {

@@ -452,3 +452,115 @@ fn a_value_masked_by_a_text_rule_is_not_masked_again_by_a_field_rule() {
     let twice = run(&[], &once.stdout);
     assert_eq!(stdout(&once), stdout(&twice));
 }
+
+#[test]
+fn logfmt_quoted_values_under_field_name_rules_are_masked_whole() {
+    let input = concat!(
+        "level=info msg=\"login ok\" password=\"correct horse battery\" user=bob\n",
+        "ts=1 api_token=\"abc def ghi\" client_secret=\"a\\\"b c\" n=3\n",
+        "{\"msg\":\"retry password=\\\"x y z\\\" done\"}\n",
+        "note=\"no secrets here\" key_id=12\n",
+    );
+    let out = stdout(&run(&[], input.as_bytes()));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "level=info msg=\"login ok\" password=\"[REDACTED:secret-fields]\" user=bob"
+    );
+    assert_eq!(
+        lines[1],
+        "ts=1 api_token=\"[REDACTED:secret-fields]\" client_secret=\"[REDACTED:secret-fields]\" n=3"
+    );
+    assert_eq!(
+        lines[2],
+        "{\"msg\":\"retry password=\\\"[REDACTED:secret-fields]\\\" done\"}"
+    );
+    assert_eq!(lines[3], "note=\"no secrets here\" key_id=12");
+    for planted in ["horse", "battery", "def ghi", "a\\\"b", "y z"] {
+        assert!(!out.contains(planted), "{planted} survived: {out}");
+    }
+    // Idempotent: the masked line is left as it is.
+    assert_eq!(stdout(&run(&[], out.as_bytes())), out);
+}
+
+/// A rule file with `n` copies of a rule that scans word-and-space text
+/// slowly (counted repetition over `\w+\s+`: linear, but with a large
+/// constant) and a keyword every test line carries.
+fn slow_rules(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let mut toml = String::new();
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[[rules]]\nid = \"slow-{i:02}\"\ncategory = \"secret\"\n\
+             pattern = '(?i)(?:\\w+\\s+){{1,100}}\\w*zzqq'\nkeywords = [\"x1\"]\n\
+             [[rules.tests]]\nhit = \"x1 ab zzqq\"\n[[rules.tests]]\nmiss = \"ab\"\n\n"
+        ));
+    }
+    let p = dir.join(format!("slow-{n}.toml"));
+    std::fs::write(&p, toml).unwrap();
+    p
+}
+
+#[test]
+fn a_slow_rule_set_cannot_hold_a_line_past_its_time_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let words = ["ab", "cdef", "x1", "qq9", "zz", "Mm7"];
+    let mut line = String::new();
+    let mut i = 0usize;
+    while line.len() < 16 * 1024 {
+        line.push_str(words[i % words.len()]);
+        line.push(' ');
+        i = i.wrapping_mul(31).wrapping_add(7) % 1009;
+    }
+    line.push_str("password=hunter2\n");
+    let one = slow_rules(dir.path(), 1);
+    let many = slow_rules(dir.path(), 20);
+    let timed = |rules: &std::path::Path, budget: &str| {
+        let t = std::time::Instant::now();
+        let o = run(
+            &[
+                "--no-default-rules",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--time-budget-ms",
+                budget,
+                "--stats",
+            ],
+            line.as_bytes(),
+        );
+        (t.elapsed(), o)
+    };
+    // What one copy of the rule costs on this line, on this machine.
+    let (t1, o1) = timed(&one, "0");
+    assert_eq!(stdout(&o1), line, "the rule matches nothing here");
+    // Twenty copies without a budget would take ~20 × t1; with a budget far
+    // below t1 the line is cut off after the first rule.
+    let (t20, o20) = timed(&many, "20");
+    let out = stdout(&o20);
+    assert_eq!(out, "[REDACTED:time-budget]\n", "fails closed: {out}");
+    let err = stderr(&o20);
+    assert!(err.contains("engine/time_budget=1"), "counted once: {err}");
+    assert!(
+        t20 < t1 * 6,
+        "budget did not bound the line: one rule {t1:?}, twenty under a budget {t20:?}"
+    );
+    assert!(!err.contains("hunter2"));
+}
+
+#[test]
+fn lines_within_their_budget_are_untouched_by_it() {
+    // The default budget is far above what the built-in rules need, even on
+    // a 10 MB line.
+    let mut line = "user=ann@example.com token=ghp_".to_string();
+    line.push_str(&"a".repeat(36));
+    line.push(' ');
+    while line.len() < 4 << 20 {
+        line.push_str("GET /api/v1/orders?id=42 200 12ms ");
+    }
+    line.push('\n');
+    let o = run(&["--stats"], line.as_bytes());
+    let err = stderr(&o);
+    assert!(err.contains("engine/time_budget=0"), "{err}");
+    let out = stdout(&o);
+    assert!(out.contains("[REDACTED:email]") && !out.contains("ann@example.com"));
+    assert!(!out.contains("time-budget"));
+}

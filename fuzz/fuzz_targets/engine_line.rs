@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
             &builtin_sources(),
             &CompileOptions {
                 hash_key: Some(b"fuzz".to_vec()),
+                time_budget: None,
             },
         )
         .expect("built-in rules compile")

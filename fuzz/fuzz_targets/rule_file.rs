@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
         name: "fuzz.toml".into(),
         text: text.to_string(),
     };
-    let _ = Ruleset::compile(&[src], &CompileOptions { hash_key: None });
+    let _ = Ruleset::compile(&[src], &CompileOptions::default());
 });

@@ -17,6 +17,7 @@ fn load(args: &RunArgs) -> Result<(AgentConfig, Ruleset, RuleArgs)> {
         no_default_rules: cfg.rules.no_default_rules,
         hash_key_env: cfg.rules.hash_key_env.clone(),
         hash_key_file: cfg.rules.hash_key_file.clone(),
+        time_budget_ms: cfg.rules.time_budget_ms,
     };
     let rs = load_ruleset(&rule_args, &[])?;
     Ok((cfg, rs, rule_args))

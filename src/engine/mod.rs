@@ -18,7 +18,11 @@
 //! - every changed value is scanned again (verify); a residual match masks
 //!   the whole value and counts as a compliance failure;
 //! - a rule that errors (a `fancy` rule over its backtrack limit) masks the
-//!   whole value it was scanning and counts as a secondary failure.
+//!   whole value it was scanning and counts as a secondary failure;
+//! - a line that runs past its time budget (`CompileOptions::time_budget`,
+//!   scaled by the line's size) has every value not yet searched that has
+//!   candidate rules masked as `[REDACTED:time-budget]`, counted once as a
+//!   secondary failure: a slow rule cannot stall the pipeline.
 //!
 //! How a line is processed, cheapest first:
 //! 1. The keyword automaton and the multi-pattern set scan the raw line
@@ -32,7 +36,10 @@
 //!    candidate; overlapping hits are resolved (leftmost, then longest, then
 //!    rule order; a partial overlap widens the masked span so no byte of
 //!    either hit survives); replacements are rendered by [`action`].
-//! 4. Percent-encoded text (`ann%40example.com`) is decoded and scanned
+//! 4. Text with `key="quoted value"` pairs is read as logfmt
+//!    ([`crate::decode::logfmt`]): `keys` rules mask the values of matching
+//!    names, quotes kept.
+//! 5. Percent-encoded text (`ann%40example.com`) is decoded and scanned
 //!    again when it contains escapes.
 
 pub mod action;
@@ -93,15 +100,18 @@ pub enum FailureKind {
     MalformedJson,
     OversizeLine,
     RuleError,
+    /// A line ran past its time budget; its unsearched values were masked.
+    TimeBudget,
     Panic,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 5] = [
+    pub const ALL: [FailureKind; 6] = [
         FailureKind::InvalidUtf8,
         FailureKind::MalformedJson,
         FailureKind::OversizeLine,
         FailureKind::RuleError,
+        FailureKind::TimeBudget,
         FailureKind::Panic,
     ];
     pub fn as_str(self) -> &'static str {
@@ -110,6 +120,7 @@ impl FailureKind {
             FailureKind::MalformedJson => "malformed_json",
             FailureKind::OversizeLine => "oversize_line",
             FailureKind::RuleError => "rule_error",
+            FailureKind::TimeBudget => "time_budget",
             FailureKind::Panic => "panic",
         }
     }
@@ -119,7 +130,7 @@ impl FailureKind {
             FailureKind::InvalidUtf8 | FailureKind::MalformedJson | FailureKind::OversizeLine => {
                 "decode"
             }
-            FailureKind::RuleError | FailureKind::Panic => "engine",
+            FailureKind::RuleError | FailureKind::TimeBudget | FailureKind::Panic => "engine",
         }
     }
 }
@@ -250,6 +261,10 @@ pub struct Scratch {
     line_scan: ruleset::LineScan,
     out: Vec<u8>,
     findings: Option<Vec<Finding>>,
+    /// The current line's length and time budget (see `Ruleset::deadline`).
+    line_len: usize,
+    deadline: Option<std::time::Instant>,
+    budget_spent: bool,
 }
 
 impl Scratch {
@@ -263,6 +278,9 @@ impl Scratch {
             line_scan: ruleset::LineScan::default(),
             out: Vec::with_capacity(4096),
             findings: None,
+            line_len: 0,
+            deadline: None,
+            budget_spent: false,
         }
     }
 
@@ -277,6 +295,20 @@ impl Scratch {
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
+    }
+
+    /// Starts a line: its time budget is not running yet.
+    fn start_line(&mut self, len: usize) {
+        self.line_len = len;
+        self.deadline = None;
+        self.budget_spent = false;
+    }
+
+    /// Ends a line: counts a spent time budget once.
+    fn end_line(&mut self, stats: &mut Stats) {
+        if self.budget_spent {
+            stats.failure(FailureKind::TimeBudget);
+        }
     }
 
     fn take_bits(&mut self) -> RuleBits {
@@ -348,6 +380,7 @@ impl Ruleset {
         stats.bytes_in += line.len() as u64;
         stats.compliance_checked += 1;
         stats.journal.clear();
+        scratch.start_line(line.len());
         let changed = match std::str::from_utf8(line) {
             Ok(s) => self.redact_str(s, scratch, stats),
             Err(_) => {
@@ -362,6 +395,7 @@ impl Ruleset {
                 Some(r)
             }
         };
+        scratch.end_line(stats);
         match changed {
             None => {
                 stats.bytes_out += line.len() as u64;
@@ -390,7 +424,10 @@ impl Ruleset {
         if lossy {
             stats.failure(FailureKind::InvalidUtf8);
         }
-        match self.redact_text(&text, None, None, 0, scratch, stats) {
+        scratch.start_line(piece.len());
+        let r = self.redact_text(&text, None, None, 0, scratch, stats);
+        scratch.end_line(stats);
+        match r {
             None if !lossy => piece,
             r => {
                 let s = r.unwrap_or_else(|| text.into_owned());

@@ -1,8 +1,27 @@
 //! Text redaction: find, validate, resolve overlaps, replace, verify.
 
-use super::action::{is_marker, render};
+use std::time::Instant;
+
+use super::action::{is_marker, is_whole_marker, render};
 use super::ruleset::{Group, Matcher, RuleBits, Ruleset};
 use super::{FailureKind, Finding, Hit, Scratch, Stats};
+use crate::decode::logfmt;
+
+/// Why a search stopped before it was done. Either way the caller fails
+/// closed: the value being searched is masked whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// This rule failed to run (a `fancy` rule over its backtrack limit).
+    Rule(u32),
+    /// The line's time budget ran out (see [`Ruleset::deadline`]).
+    Budget,
+}
+
+/// What replaces a value that was not fully searched in time.
+pub const BUDGET_MASK: &str = "[REDACTED:time-budget]";
+
+/// How many matches a rule reports between two looks at the clock.
+const CLOCK_EVERY: u32 = 32;
 
 /// The JSON member name a value belongs to, for rules that need a name
 /// next to the value.
@@ -36,9 +55,10 @@ impl Ruleset {
         let mut hits = sc.take_hits();
         let found = self
             .find_hits(text, cands, sc, &mut hits)
-            .and_then(|()| key.map_or(Ok(()), |k| self.context_hits(k, text, sc, &mut hits)));
+            .and_then(|()| key.map_or(Ok(()), |k| self.context_hits(k, text, sc, &mut hits)))
+            .map(|()| self.logfmt_hits(text, sc, &mut hits));
         let mut result = match found {
-            Err(rule) => Some(self.rule_failed(rule, st)),
+            Err(stop) => Some(self.stopped(stop, sc, st)),
             Ok(()) if hits.is_empty() => None,
             Ok(()) => Some(self.apply(text, &mut hits, Some(base), sc, st)),
         };
@@ -48,7 +68,7 @@ impl Ruleset {
         if let Some(decoded) = percent_decode(current) {
             hits.clear();
             match self.find_hits(&decoded, None, sc, &mut hits) {
-                Err(rule) => result = Some(self.rule_failed(rule, st)),
+                Err(stop) => result = Some(self.stopped(stop, sc, st)),
                 Ok(()) if hits.is_empty() => {}
                 Ok(()) => result = Some(self.apply(&decoded, &mut hits, None, sc, st)),
             }
@@ -58,7 +78,12 @@ impl Ruleset {
         if let Some(out) = &result {
             hits.clear();
             let residual = match self.find_hits(out, None, sc, &mut hits) {
-                Err(_) => true,
+                Err(Stop::Budget) => {
+                    sc.budget_spent = true;
+                    result = Some(BUDGET_MASK.to_string());
+                    false
+                }
+                Err(Stop::Rule(_)) => true,
                 Ok(()) => !hits.is_empty(),
             };
             if residual {
@@ -78,7 +103,8 @@ impl Ruleset {
         text: &str,
         sc: &mut Scratch,
         hits: &mut Vec<Hit>,
-    ) -> Result<(), u32> {
+    ) -> Result<(), Stop> {
+        let deadline = self.deadline(sc)?;
         let mut bits = sc.take_bits();
         match key.rules {
             Some(r) => bits.copy_from(r),
@@ -93,7 +119,7 @@ impl Ruleset {
             let off = key.name.len() + 1;
             let mut tmp = sc.take_hits();
             for r in bits.iter() {
-                if let Err(e) = self.rule_hits(r, &synth, &mut tmp) {
+                if let Err(e) = self.rule_hits(r, &synth, deadline, &mut tmp) {
                     res = Err(e);
                     break;
                 }
@@ -109,20 +135,81 @@ impl Ruleset {
         res
     }
 
-    fn rule_failed(&self, rule: u32, st: &mut Stats) -> String {
-        st.failure(FailureKind::RuleError);
-        format!("[REDACTED:{}:error]", self.rules[rule as usize].id)
+    /// Hits of `keys` rules on the `key=value` pairs of logfmt-style text
+    /// (see [`crate::decode::logfmt`]): the value is replaced whole, quoted
+    /// or not, as a JSON member's would be. (`drop` rules mask the value:
+    /// text has no member to remove.) Only text with a quoted value is
+    /// scanned: unquoted `name=value` pairs are already found by each `keys`
+    /// rule's own text pattern, and `="` is rare outside logfmt.
+    fn logfmt_hits(&self, text: &str, sc: &mut Scratch, hits: &mut Vec<Hit>) {
+        if !self.has_key_rules() || memchr::memmem::find(text.as_bytes(), b"=\"").is_none() {
+            return;
+        }
+        for p in logfmt::pairs(text) {
+            let (vs, ve) = p.value;
+            if vs == ve || is_whole_marker(&text[vs..ve]) {
+                continue;
+            }
+            if let Some(rule) = self.key_rule(&text[p.key.0..p.key.1], &mut sc.keybuf) {
+                hits.push(Hit {
+                    start: vs,
+                    end: ve,
+                    rule,
+                });
+            }
+        }
     }
 
-    /// Collects validated hits of the candidate rules. `Err(rule)` when a
-    /// rule failed to run (backtrack limit): the caller fails closed.
+    /// The replacement for a value whose search stopped early.
+    fn stopped(&self, stop: Stop, sc: &mut Scratch, st: &mut Stats) -> String {
+        match stop {
+            Stop::Rule(rule) => {
+                st.failure(FailureKind::RuleError);
+                format!("[REDACTED:{}:error]", self.rules[rule as usize].id)
+            }
+            Stop::Budget => {
+                // Counted once per line, by `redact_line`.
+                sc.budget_spent = true;
+                BUDGET_MASK.to_string()
+            }
+        }
+    }
+
+    /// When the current line's time budget runs out: set on the first rule
+    /// run of the line (the clean path never reads the clock), `budget ×
+    /// max(1, line size in MiB)` from then. `Err` once it has run out: every
+    /// later value of the line with candidate rules is masked unsearched.
+    ///
+    /// Why a budget and not only linear-time regexes: `regex` is linear in
+    /// the input, but the constant grows with the pattern; a user rule with
+    /// large counted repetitions can scan at well under 1 MB/s. The clock is
+    /// read before each rule and every few matches, so the overshoot is at
+    /// most one regex search over one value.
+    fn deadline(&self, sc: &mut Scratch) -> Result<Option<Instant>, Stop> {
+        let Some(budget) = self.time_budget else {
+            return Ok(None);
+        };
+        if sc.budget_spent {
+            return Err(Stop::Budget);
+        }
+        let d = *sc.deadline.get_or_insert_with(|| {
+            let mib = u32::try_from(sc.line_len >> 20).unwrap_or(u32::MAX).max(1);
+            Instant::now() + budget.saturating_mul(mib)
+        });
+        Ok(Some(d))
+    }
+
+    /// Collects validated hits of the candidate rules. `Err` when a rule
+    /// failed to run (backtrack limit) or the time budget ran out: the
+    /// caller fails closed.
     pub(crate) fn find_hits(
         &self,
         text: &str,
         cands: Option<&RuleBits>,
         sc: &mut Scratch,
         hits: &mut Vec<Hit>,
-    ) -> Result<(), u32> {
+    ) -> Result<(), Stop> {
+        let deadline = self.deadline(sc)?;
         let own = match cands {
             Some(_) => None,
             None => {
@@ -137,7 +224,11 @@ impl Ruleset {
         };
         let mut res = Ok(());
         for r in bits.iter() {
-            if let Err(e) = self.rule_hits(r, text, hits) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                res = Err(Stop::Budget);
+                break;
+            }
+            if let Err(e) = self.rule_hits(r, text, deadline, hits) {
                 res = Err(e);
                 break;
             }
@@ -148,28 +239,40 @@ impl Ruleset {
         res
     }
 
-    fn rule_hits(&self, r: u32, text: &str, hits: &mut Vec<Hit>) -> Result<(), u32> {
+    fn rule_hits(
+        &self,
+        r: u32,
+        text: &str,
+        deadline: Option<Instant>,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), Stop> {
         let rule = &self.rules[r as usize];
-        let mut consider = |s: usize, e: usize| {
+        let mut n = 0u32;
+        let mut consider = |s: usize, e: usize| -> Result<(), Stop> {
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(CLOCK_EVERY) && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Stop::Budget);
+            }
             if s == e || is_marker(&text[s..]) {
-                return;
+                return Ok(());
             }
             if let Some(v) = &rule.validator
                 && !v.check(text, s, e)
             {
-                return;
+                return Ok(());
             }
             hits.push(Hit {
                 start: s,
                 end: e,
                 rule: r,
             });
+            Ok(())
         };
         match (&rule.matcher, rule.group) {
             (None, _) => {}
             (Some(Matcher::Std(re)), Group::Whole) => {
                 for m in re.find_iter(text) {
-                    consider(m.start(), m.end());
+                    consider(m.start(), m.end())?;
                 }
             }
             (Some(Matcher::Std(re)), g) => {
@@ -179,20 +282,20 @@ impl Ruleset {
                         _ => c.iter().skip(1).flatten().next(),
                     };
                     if let Some(m) = m {
-                        consider(m.start(), m.end());
+                        consider(m.start(), m.end())?;
                     }
                 }
             }
             (Some(Matcher::Fancy(re)), g) => {
                 for c in re.captures_iter(text) {
-                    let c = c.map_err(|_| r)?;
+                    let c = c.map_err(|_| Stop::Rule(r))?;
                     let m = match g {
                         Group::Whole => c.get(0),
                         Group::Index(i) => c.get(i),
                         Group::FirstParticipating => (1..c.len()).find_map(|i| c.get(i)),
                     };
                     if let Some(m) = m {
-                        consider(m.start(), m.end());
+                        consider(m.start(), m.end())?;
                     }
                 }
             }

@@ -77,6 +77,8 @@ pub struct CompileOptions {
     /// Key for `hash` actions. `None` makes a random per-process key
     /// (tokens then correlate within one run only).
     pub hash_key: Option<Vec<u8>>,
+    /// Per-line time budget (per MiB for lines over 1 MiB); `None`: none.
+    pub time_budget: Option<std::time::Duration>,
 }
 
 /// The compiled, immutable rule set.
@@ -94,6 +96,7 @@ pub struct Ruleset {
     /// capture group, not the whole match): only these need to see a JSON
     /// member's name next to its value.
     pub(crate) context_rules: RuleBits,
+    pub(crate) time_budget: Option<std::time::Duration>,
 }
 
 /// A rule enabled by a keyword match: the keyword's length and, for
@@ -407,6 +410,7 @@ impl Ruleset {
             },
             keys,
             hash_key: HashKey::new(opts.hash_key.clone()),
+            time_budget: opts.time_budget,
             raw_scan_is_superset,
             context_rules,
         })
@@ -448,6 +452,7 @@ impl Ruleset {
             vec![rule],
             &CompileOptions {
                 hash_key: Some(self.hash_key.bytes().to_vec()),
+                time_budget: self.time_budget,
             },
         )
     }
@@ -579,6 +584,11 @@ impl Ruleset {
     /// A pattern set sized for this ruleset's multi-pattern regex.
     pub(crate) fn new_patset(&self) -> PatternSet {
         PatternSet::new(self.prefilter.set_rules.len())
+    }
+
+    /// True when some rule matches field names.
+    pub(crate) fn has_key_rules(&self) -> bool {
+        !(self.keys.exact.is_empty() && self.keys.globs.is_empty())
     }
 
     /// The rule that applies to a field name, if any. `buf` is scratch.

@@ -56,6 +56,8 @@ pub struct FileSourceStats {
     pub partial_overflows: AtomicU64,
     /// Container records whose message was not UTF-8.
     pub invalid_utf8: AtomicU64,
+    /// Checkpoint writes that failed (full disk, read-only data dir).
+    pub checkpoint_errors: AtomicU64,
     /// Events per namespace (only with `kubernetes.namespace_metric`),
     /// at most `max_label_values` names plus `_other`.
     pub namespaces: std::sync::Mutex<HashMap<String, u64>>,
@@ -112,6 +114,9 @@ pub struct FileSource {
     pub stats: Arc<FileSourceStats>,
     warned: std::collections::HashSet<PathBuf>,
     checkpoint_every: Duration,
+    /// When a failed checkpoint write was last logged: a full disk fails
+    /// every write, and the log should say so, not flood.
+    checkpoint_error_logged: Option<Instant>,
     /// Unread bytes of the files already visited in this turn.
     lag_others: u64,
     /// Reused buffers for container records and the events written for them.
@@ -147,6 +152,7 @@ impl FileSource {
             stats: Arc::new(FileSourceStats::default()),
             warned: Default::default(),
             checkpoint_every,
+            checkpoint_error_logged: None,
             lag_others: 0,
             records: Vec::new(),
             event: Vec::new(),
@@ -701,8 +707,22 @@ impl FileSource {
                 offset: f.acked,
             });
         }
-        if let Err(e) = self.store.save() {
-            tracing::error!(source = %self.cfg.id, error = %e, "cannot write checkpoint");
+        match self.store.save() {
+            Ok(()) => {
+                if self.checkpoint_error_logged.take().is_some() {
+                    tracing::info!(source = %self.cfg.id, "checkpoint written again");
+                }
+            }
+            Err(e) => {
+                self.stats.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+                if self
+                    .checkpoint_error_logged
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                {
+                    self.checkpoint_error_logged = Some(Instant::now());
+                    tracing::error!(source = %self.cfg.id, error = %e, "cannot write checkpoint; delivery goes on, a restart would repeat lines since the last checkpoint written");
+                }
+            }
         }
     }
 }

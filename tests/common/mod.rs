@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod http;
 pub mod kafka;
 
 use std::io::Write;
