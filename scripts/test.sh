@@ -58,6 +58,9 @@ cargo check --locked --benches --quiet
 sh scripts/build-release.sh
 REDACTD_BIN="$PWD/target/release/redactd" timeout 900 \
   cargo test --locked --test filter --test golden --test quality --test kubernetes --test hostile 2>&1 | tee -a "$log"
+# Sustained load against a slow collector, figures printed (RSS, latency).
+REDACTD_BIN="$PWD/target/release/redactd" timeout 600 \
+  cargo test --locked --test load -- --nocapture 2>&1 | tee -a "$log"
 # Per-rule cost bounds on adversarial input: about the shipped binary only.
 REDACTD_BIN="$PWD/target/release/redactd" timeout 600 \
   cargo test --locked --test redos -- --include-ignored 2>&1 | tee -a "$log"

@@ -343,21 +343,98 @@ fn collect_lines(
     lines
 }
 
+/// An `LD_PRELOAD` shim that stretches the agent's checkpoint writes so a
+/// test can kill it inside one: the first `write` to `checkpoints.json.tmp`
+/// writes half its bytes and then sleeps, and the `rename` of that file
+/// sleeps before renaming (`REDACTD_SLOW_CHECKPOINT_MS` each); each pause
+/// is announced as a line (`write`, `rename`) in `REDACTD_SHIM_EVENTS`.
+/// Built with the C compiler every Rust toolchain needs as its linker.
+fn slow_checkpoint_shim(dir: &Path) -> std::path::PathBuf {
+    let src = dir.join("slowckpt.c");
+    fs::write(
+        &src,
+        r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static const char SUFFIX[] = "checkpoints.json.tmp";
+static unsigned delay_us(void) {
+    const char *v = getenv("REDACTD_SLOW_CHECKPOINT_MS");
+    return v ? (unsigned)atoi(v) * 1000u : 0u;
+}
+static ssize_t (*real_write)(int, const void *, size_t);
+static void announce(const char *what) {
+    const char *p = getenv("REDACTD_SHIM_EVENTS");
+    if (!p) return;
+    int fd = open(p, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    if (fd < 0) return;
+    real_write(fd, what, strlen(what));
+    close(fd);
+}
+static int is_tmp(const char *p) {
+    size_t n = strlen(p), k = sizeof(SUFFIX) - 1;
+    return n >= k && strcmp(p + n - k, SUFFIX) == 0;
+}
+ssize_t write(int fd, const void *buf, size_t n) {
+    if (!real_write) real_write = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    ssize_t (*real)(int, const void *, size_t) = real_write;
+    char link[64], target[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t t = readlink(link, target, sizeof target - 1);
+    if (n > 1 && t > 0) {
+        target[t] = 0;
+        if (is_tmp(target) && lseek(fd, 0, SEEK_CUR) == 0) {
+            ssize_t w = real(fd, buf, n / 2);
+            announce("write\n");
+            usleep(delay_us());
+            return w;
+        }
+    }
+    return real(fd, buf, n);
+}
+int rename(const char *from, const char *to) {
+    static int (*real)(const char *, const char *);
+    if (!real) real = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+    if (!real_write) real_write = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+    if (is_tmp(from)) {
+        announce("rename\n");
+        usleep(delay_us());
+    }
+    return real(from, to);
+}
+"#,
+    )
+    .unwrap();
+    let so = dir.join("slowckpt.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let st = Command::new(cc)
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the LD_PRELOAD shim failed");
+    so
+}
+
 #[test]
-fn kill_9_at_random_moments_of_frequent_checkpoint_writes_always_leaves_a_valid_checkpoint() {
+fn kill_9_inside_a_checkpoint_write_leaves_the_previous_checkpoint_valid_and_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let port = free_port();
+    let shim = slow_checkpoint_shim(d.path());
     let cfg = write_config(d.path(), port, "");
-    // Many files make the checkpoint large (tens of KB) and its writes long;
-    // with a 50 ms interval a kill often lands in one.
-    let files = 150;
-    let logs: Vec<_> = (0..files)
-        .map(|i| d.path().join(format!("logs/f{i:03}.log")))
+    // Several files, so the checkpoint has several entries to get wrong.
+    let logs: Vec<_> = (0..20)
+        .map(|i| d.path().join(format!("logs/f{i:02}.log")))
         .collect();
     let mut seq = 0usize;
     let mut write_batch = |n: usize| {
         for _ in 0..n {
-            let p = &logs[(seq * 7919) % files];
+            let p = &logs[seq % logs.len()];
             let mut f = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -371,33 +448,63 @@ fn kill_9_at_random_moments_of_frequent_checkpoint_writes_always_leaves_a_valid_
             seq += 1;
         }
     };
-    write_batch(3000);
-    let mut torn_tmp = 0;
-    for round in 0..10u64 {
-        let agent = Agent::start(&cfg);
-        write_batch(300);
-        std::thread::sleep(Duration::from_millis(150 + (round * 137) % 450));
+    write_batch(2000);
+    let tmp = d.path().join("data/checkpoints/app/checkpoints.json.tmp");
+    let events = d.path().join("shim-events");
+    let count = |what: &str| {
+        fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == what)
+            .count()
+    };
+    let (mut mid_write, mut before_rename) = (0, 0);
+    for round in 0..6u32 {
+        let child = Command::new(bin())
+            .args(["run", "--config", cfg.to_str().unwrap()])
+            .env("LD_PRELOAD", &shim)
+            .env("REDACTD_SLOW_CHECKPOINT_MS", "400")
+            .env("REDACTD_SHIM_EVENTS", &events)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent = Agent { child };
+        // Wait until a checkpoint write pauses, then kill inside it: half
+        // written (even rounds) or written but not yet renamed (odd).
+        let what = if round % 2 == 0 { "write" } else { "rename" };
+        let before = count(what);
+        wait_for(
+            "a checkpoint write to pause",
+            Duration::from_secs(30),
+            || count(what) > before,
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let partial = fs::read(&tmp).unwrap_or_default();
         agent.kill9();
-        let tmp = d.path().join("data/checkpoints/app/checkpoints.json.tmp");
-        if tmp.exists() {
-            torn_tmp += 1;
+        match serde_json::from_slice::<serde_json::Value>(&partial) {
+            Err(_) => mid_write += 1,
+            Ok(_) => before_rename += 1,
         }
-        // Whatever the moment, the checkpoint parses and never points past
-        // the end of a file.
+        // The checkpoint is the previous one, whole, and points nowhere
+        // past the end of a file.
         if let Some(c) = checkpoints(d.path()) {
             for (path, off) in c {
                 let len = fs::metadata(&path).map_or(0, |m| m.len());
-                assert!(
-                    off <= len,
-                    "round {round}: {path} checkpoint {off} > size {len}"
-                );
+                assert!(off <= len, "round {round}: {path} at {off} > size {len}");
             }
         }
+        write_batch(200);
     }
+    assert!(
+        mid_write >= 2 && before_rename >= 2,
+        "kills did not land inside writes: {mid_write} half-written, {before_rename} before rename"
+    );
     let total = seq;
     let agent = Agent::start(&cfg);
     let out = d.path().join("out/redacted.log");
-    wait_for("every line delivered", Duration::from_secs(90), || {
+    wait_for("every line delivered", Duration::from_secs(60), || {
         let got: Vec<String> = fs::read_to_string(&out)
             .unwrap_or_default()
             .lines()
@@ -410,7 +517,8 @@ fn kill_9_at_random_moments_of_frequent_checkpoint_writes_always_leaves_a_valid_
     let text = fs::read_to_string(&out).unwrap();
     assert!(!text.contains("@example.com"));
     eprintln!(
-        "kill -9 during checkpoints: 10 kills, {torn_tmp} left a temporary checkpoint file behind, {total} lines, {} delivered (duplicates allowed)",
+        "kill -9 inside checkpoint writes: {mid_write} with the new checkpoint half written, \
+         {before_rename} written but not renamed; {total} lines, {} delivered, 0 lost",
         text.lines().count()
     );
 }

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Answers every request with `status` after `delay` (a slow collector),
-/// one request per connection, and keeps the gunzipped bodies of the
-/// requests it accepted (2xx) with the time each arrived.
+/// Answers every request with `status`, one request per connection, and
+/// keeps the gunzipped bodies of the requests it accepted (2xx) with the
+/// time each arrived. A slow collector takes `base` plus `per_line` for each
+/// line of a request before it answers.
 pub struct Endpoint {
     bodies: Arc<Mutex<Vec<(u128, String)>>>,
     pub requests: Arc<AtomicUsize>,
@@ -22,10 +23,15 @@ pub fn unix_micros() -> u128 {
 
 impl Endpoint {
     pub fn start(listener: std::net::TcpListener, status: u16) -> Endpoint {
-        Endpoint::slow(listener, status, Duration::ZERO)
+        Endpoint::slow(listener, status, Duration::ZERO, Duration::ZERO)
     }
 
-    pub fn slow(listener: std::net::TcpListener, status: u16, delay: Duration) -> Endpoint {
+    pub fn slow(
+        listener: std::net::TcpListener,
+        status: u16,
+        base: Duration,
+        per_line: Duration,
+    ) -> Endpoint {
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(AtomicUsize::new(0));
         let (b, r) = (bodies.clone(), requests.clone());
@@ -35,11 +41,12 @@ impl Endpoint {
                 let Some(body) = read_request(&mut conn) else {
                     continue;
                 };
-                std::thread::sleep(delay);
+                let mut text = String::new();
+                let _ = flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text);
+                let n = u32::try_from(text.lines().count()).unwrap_or(u32::MAX);
+                std::thread::sleep(base + per_line * n);
                 r.fetch_add(1, Ordering::SeqCst);
                 if (200..300).contains(&status) {
-                    let mut text = String::new();
-                    let _ = flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text);
                     b.lock().unwrap().push((unix_micros(), text));
                 }
                 let _ = write!(
