@@ -860,18 +860,7 @@ fn run_sink(mut sink: Sink, c: SinkCtx) {
         };
         if !dead.is_empty() {
             let source = c.source_ids.get(source).map_or("", String::as_str);
-            let recs: Vec<DeadRecord<'_>> = dead
-                .iter()
-                .map(|(i, reason)| DeadRecord {
-                    payload: events.event(*i),
-                    reason,
-                    stage: "sink",
-                    sink: &c.id,
-                    source,
-                    rules: rule_ids(*i),
-                    meta: events.meta.get(*i),
-                })
-                .collect();
+            let recs = events.dead_records(&dead, &c.id, source, rule_ids);
             // The dead-letter write is what allows the ack: retry it until
             // it works (backpressure), never skip it.
             if !write_dead_letters(&c.dlq, &recs, m, &mut give_up) {
@@ -1050,15 +1039,7 @@ fn dead_letter_poison(
     };
     let recs: Vec<DeadRecord<'_>> = poison
         .iter()
-        .map(|p| DeadRecord {
-            payload: &p.payload,
-            reason: p.meta.poison.unwrap_or("poison"),
-            stage: "decode",
-            sink: "",
-            source,
-            rules: ids(&p.rules),
-            meta: Some(&p.meta),
-        })
+        .map(|p| DeadRecord::poison(p, source, ids(&p.rules)))
         .collect();
     // Until shutdown, retried; after it, the batch is still acknowledged
     // only if the write worked (see the source's drain).

@@ -45,6 +45,22 @@ pub struct DeadRecord<'a> {
     pub meta: Option<&'a EventMeta>,
 }
 
+impl<'a> DeadRecord<'a> {
+    /// The record of an event the decoder could not take (invalid UTF-8,
+    /// oversize): its redacted payload, with the rule ids that fired.
+    pub fn poison(p: &'a crate::pipeline::Poison, source: &'a str, rules: Vec<String>) -> Self {
+        DeadRecord {
+            payload: &p.payload,
+            reason: p.meta.poison.unwrap_or("poison"),
+            stage: "decode",
+            sink: "",
+            source,
+            rules,
+            meta: Some(&p.meta),
+        }
+    }
+}
+
 pub enum DeadLetter {
     File(File),
     Kafka(Box<KafkaDlq>),

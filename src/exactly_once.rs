@@ -255,15 +255,7 @@ pub fn run(src: &KafkaSourceConfig, sink: &KafkaSinkConfig, c: EosCtx) -> Result
             let poison = red.take_poison();
             let recs: Vec<DeadRecord<'_>> = poison
                 .iter()
-                .map(|p| DeadRecord {
-                    payload: &p.payload,
-                    reason: p.meta.poison.unwrap_or("poison"),
-                    stage: "decode",
-                    sink: "",
-                    source: &src.id,
-                    rules: rule_ids(&red, &p.rules),
-                    meta: Some(&p.meta),
-                })
+                .map(|p| DeadRecord::poison(p, &src.id, rule_ids(&red, &p.rules)))
                 .collect();
             if !dead_letter(&c, &recs) {
                 break;
@@ -294,18 +286,9 @@ pub fn run(src: &KafkaSourceConfig, sink: &KafkaSinkConfig, c: EosCtx) -> Result
                         ends: &red.ends,
                         meta: &red.meta,
                     };
-                    let recs: Vec<DeadRecord<'_>> = rejected
-                        .iter()
-                        .map(|(i, reason)| DeadRecord {
-                            payload: events.event(*i),
-                            reason,
-                            stage: "sink",
-                            sink: &sink.id,
-                            source: &src.id,
-                            rules: rule_ids(&red, &hits_of(&red, *i)),
-                            meta: red.meta.get(*i),
-                        })
-                        .collect();
+                    let recs = events.dead_records(&rejected, &sink.id, &src.id, |i| {
+                        rule_ids(&red, &hits_of(&red, i))
+                    });
                     if !dead_letter(&c, &recs) {
                         break 'batches;
                     }

@@ -13,29 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A file source into a file sink; `extra` adds tables (`[metrics]`,
+/// `[rules]`).
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let cfg = format!(
-        r#"data_dir = "{d}/data"
-[[sources]]
-type = "file"
-id = "app"
-include = ["{d}/logs/*.log"]
-poll_interval_ms = 20
-rotate_wait_ms = 300
-[[sinks]]
-type = "file"
-id = "out"
-path = "{d}/out/redacted.log"
-[shutdown]
-checkpoint_interval_ms = 50
-grace_period_ms = 5000
-{extra}"#,
-        d = dir.display()
-    );
-    let p = dir.join("agent.toml");
-    fs::write(&p, cfg).unwrap();
-    fs::create_dir_all(dir.join("logs")).unwrap();
-    p
+    agent_config(
+        dir,
+        0,
+        &format!("{}{}{extra}", file_source(dir), file_sink(dir)),
+    )
 }
 
 fn append(path: &Path, lines: &[String]) {
@@ -453,32 +438,13 @@ fn the_shipped_example_config_validates() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// A file source into an HTTP sink; `extra` goes into the sink's table.
 fn http_config(d: &Path, sink_port: u16, metrics_port: u16, extra: &str) -> PathBuf {
-    let cfg = format!(
-        r#"data_dir = "{d}/data"
-[[sources]]
-type = "file"
-id = "app"
-include = ["{d}/logs/*.log"]
-poll_interval_ms = 20
-[[sinks]]
-type = "http"
-id = "collector"
-url = "http://127.0.0.1:{sink_port}/ingest"
-timeout_ms = 2000
-{extra}
-[metrics]
-address = "127.0.0.1:{metrics_port}"
-[shutdown]
-checkpoint_interval_ms = 50
-grace_period_ms = 3000
-"#,
-        d = d.display()
-    );
-    let p = d.join("agent.toml");
-    fs::write(&p, cfg).unwrap();
-    fs::create_dir_all(d.join("logs")).unwrap();
-    p
+    agent_config(
+        d,
+        metrics_port,
+        &format!("{}{}{extra}", file_source(d), http_sink(sink_port)),
+    )
 }
 
 #[test]

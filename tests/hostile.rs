@@ -17,40 +17,13 @@ use std::time::Duration;
 /// An agent config tailing `logs/*.log` in `dir` into `sink` (a
 /// `[[sinks]]` table), with metrics on `port`.
 fn config(dir: &Path, port: u16, sink: &str) -> std::path::PathBuf {
-    let p = dir.join("agent.toml");
-    fs::write(
-        &p,
-        format!(
-            r#"data_dir = "{d}/data"
-[[sources]]
-type = "file"
-id = "app"
-include = ["{d}/logs/*.log"]
-poll_interval_ms = 20
-rotate_wait_ms = 200
-{sink}
-[metrics]
-address = "127.0.0.1:{port}"
-[shutdown]
-checkpoint_interval_ms = 50
-grace_period_ms = 3000
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    fs::create_dir_all(dir.join("logs")).unwrap();
-    p
+    agent_config(dir, port, &format!("{}{sink}", file_source(dir)))
 }
 
 /// The config with a file sink at `out/redacted.log`; `extra` goes into
 /// the sink's table.
 fn write_config(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
-    let sink = format!(
-        "[[sinks]]\ntype = \"file\"\nid = \"out\"\npath = \"{}/out/redacted.log\"\n{extra}",
-        dir.display()
-    );
-    config(dir, port, &sink)
+    config(dir, port, &format!("{}{extra}", file_sink(dir)))
 }
 
 /// Starts `redactd run` with files it writes limited to `kib` KiB (a full
@@ -190,16 +163,8 @@ fn a_full_disk_under_the_disk_buffer_stops_acknowledging_and_loses_nothing_when_
     let d = tempfile::tempdir().unwrap();
     let (port, sink_port) = (free_port(), free_port());
     let sink = format!(
-        r#"[[sinks]]
-type = "http"
-id = "collector"
-url = "http://127.0.0.1:{sink_port}/ingest"
-timeout_ms = 2000
-[sinks.buffer]
-type = "disk"
-max_bytes = 100000000
-fsync = "always"
-"#
+        "{}[sinks.buffer]\ntype = \"disk\"\nmax_bytes = 100000000\nfsync = \"always\"\n",
+        http_sink(sink_port)
     );
     let cfg = config(d.path(), port, &sink);
     let log = d.path().join("logs/a.log");

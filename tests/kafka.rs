@@ -11,7 +11,6 @@ use common::agent::*;
 use common::kafka::*;
 use rdkafka::message::Message;
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,12 +31,11 @@ fn names() -> Names {
 }
 
 fn config(dir: &Path, k: &Kafka, n: &Names, metrics_port: u16, sink_extra: &str) -> PathBuf {
-    let p = dir.join("agent.toml");
-    fs::write(
-        &p,
-        format!(
-            r#"data_dir = "{d}/data"
-[[sources]]
+    agent_config(
+        dir,
+        metrics_port,
+        &format!(
+            r#"[[sources]]
 type = "kafka"
 id = "raw"
 brokers = "{b}"
@@ -57,12 +55,7 @@ message_timeout_ms = 5000
 [dead_letter]
 brokers = "{b}"
 topic = "{dlq}"
-[metrics]
-address = "127.0.0.1:{metrics_port}"
-[shutdown]
-grace_period_ms = 5000
 "#,
-            d = dir.display(),
             b = k.bootstrap,
             raw = n.raw,
             clean = n.clean,
@@ -70,8 +63,6 @@ grace_period_ms = 5000
             group = n.group,
         ),
     )
-    .unwrap();
-    p
 }
 
 /// Input event `i`: JSON or text, with planted secrets, a key, and on

@@ -191,12 +191,11 @@ fn node_layout_with_cri_and_docker_partials_rotation_restart_and_pod_deletion_de
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
     let port = free_port();
-    let cfg = root.join("agent.toml");
-    fs::write(
-        &cfg,
-        format!(
-            r#"data_dir = "{r}/data"
-[[sources]]
+    let cfg = agent_config(
+        root,
+        port,
+        &format!(
+            r#"[[sources]]
 type = "file"
 id = "containers"
 include = ["{r}/var/log/containers/*.log"]
@@ -212,16 +211,10 @@ namespace_metric = true
 type = "file"
 id = "out"
 path = "{r}/out/events.jsonl"
-[metrics]
-address = "127.0.0.1:{port}"
-[shutdown]
-checkpoint_interval_ms = 50
-grace_period_ms = 5000
 "#,
             r = root.display()
         ),
-    )
-    .unwrap();
+    );
     let mut web = Container::new(root, "shop", "web-7d4b9c-x2x", "uid-web", "nginx", false);
     let mut app = Container::new(root, "shop", "web-7d4b9c-x2x", "uid-web", "app", false);
     let mut api = Container::new(root, "payments", "api-0", "uid-api", "api", true);
@@ -413,12 +406,11 @@ fn a_join_past_max_message_bytes_is_cut_counted_and_still_redacted() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
     let port = free_port();
-    let cfg = root.join("agent.toml");
-    fs::write(
-        &cfg,
-        format!(
-            r#"data_dir = "{r}/data"
-[[sources]]
+    let cfg = agent_config(
+        root,
+        port,
+        &format!(
+            r#"[[sources]]
 type = "file"
 id = "cri"
 include = ["{r}/logs/*.log"]
@@ -429,13 +421,10 @@ poll_interval_ms = 20
 type = "file"
 id = "out"
 path = "{r}/out/events.jsonl"
-[metrics]
-address = "127.0.0.1:{port}"
 "#,
             r = root.display()
         ),
-    )
-    .unwrap();
+    );
     fs::create_dir_all(root.join("logs")).unwrap();
     // 40 partial records of 100 bytes, each with a secret, then the end.
     let mut s = String::new();
@@ -480,12 +469,11 @@ address = "127.0.0.1:{port}"
 fn kill_9_with_a_join_open_resumes_at_its_first_part() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
-    let cfg = root.join("agent.toml");
-    fs::write(
-        &cfg,
-        format!(
-            r#"data_dir = "{r}/data"
-[[sources]]
+    let cfg = agent_config(
+        root,
+        0,
+        &format!(
+            r#"[[sources]]
 type = "file"
 id = "cri"
 include = ["{r}/var/log/containers/*.log"]
@@ -496,13 +484,10 @@ poll_interval_ms = 20
 type = "file"
 id = "out"
 path = "{r}/out/events.jsonl"
-[shutdown]
-checkpoint_interval_ms = 50
 "#,
             r = root.display()
         ),
-    )
-    .unwrap();
+    );
     let mut c = Container::new(root, "shop", "web-1", "uid-1", "app", false);
     c.write("evt first user=ann@example.com", 1, false);
     // Half of the next line: its e-mail split across the two parts.
@@ -539,12 +524,11 @@ checkpoint_interval_ms = 50
 fn sources_split_by_namespace_route_to_their_own_sinks() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
-    let cfg = root.join("agent.toml");
-    fs::write(
-        &cfg,
-        format!(
-            r#"data_dir = "{r}/data"
-[[sources]]
+    let cfg = agent_config(
+        root,
+        0,
+        &format!(
+            r#"[[sources]]
 type = "file"
 id = "shop"
 include = ["{r}/var/log/containers/*.log"]
@@ -573,8 +557,7 @@ inputs = ["others"]
 "#,
             r = root.display()
         ),
-    )
-    .unwrap();
+    );
     let mut shop = Container::new(root, "shop", "web-1", "uid-1", "app", false);
     let mut pay = Container::new(root, "payments", "api-1", "uid-2", "api", false);
     for n in 0..50 {

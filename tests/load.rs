@@ -24,36 +24,12 @@ use std::time::{Duration, Instant};
 const RSS_BOUND_MIB: u64 = 160;
 
 fn config(d: &Path, sink_port: u16, metrics_port: u16) -> std::path::PathBuf {
-    let p = d.join("agent.toml");
-    fs::write(
-        &p,
-        format!(
-            r#"data_dir = "{d}/data"
-[[sources]]
-type = "file"
-id = "app"
-include = ["{d}/logs/*.log"]
-poll_interval_ms = 20
-[[sinks]]
-type = "http"
-id = "collector"
-url = "http://127.0.0.1:{sink_port}/ingest"
-timeout_ms = 5000
-[sinks.buffer]
-type = "memory"
-max_events = 10000
-[metrics]
-address = "127.0.0.1:{metrics_port}"
-[shutdown]
-checkpoint_interval_ms = 200
-grace_period_ms = 5000
-"#,
-            d = d.display()
-        ),
-    )
-    .unwrap();
-    fs::create_dir_all(d.join("logs")).unwrap();
-    p
+    let tables = format!(
+        "{}{}[sinks.buffer]\ntype = \"memory\"\nmax_events = 10000\n",
+        file_source(d),
+        http_sink(sink_port)
+    );
+    agent_config(d, metrics_port, &tables)
 }
 
 /// Peak and current resident set of a process, in KiB.
@@ -217,20 +193,15 @@ fn sustained_load_against_a_slow_sink_keeps_memory_bounded_and_loses_nothing() {
         max_lag as f64 / 1e6,
         arrivals.len() - (total - missing),
     );
-    eprintln!(
-        "load: latency write→collector, steady 5,000 lines/s: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        percentile(&lat_steady, 0.5),
-        percentile(&lat_steady, 0.9),
-        percentile(&lat_steady, 0.99),
-        percentile(&lat_steady, 1.0),
-    );
-    eprintln!(
-        "load: latency write→collector, overload 40,000 lines/s: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        percentile(&lat_over, 0.5),
-        percentile(&lat_over, 0.9),
-        percentile(&lat_over, 0.99),
-        percentile(&lat_over, 1.0),
-    );
+    for (phase, lat) in [
+        ("steady 5,000 lines/s", &lat_steady),
+        ("overload 40,000 lines/s", &lat_over),
+    ] {
+        let [p50, p90, p99, max] = [0.5, 0.9, 0.99, 1.0].map(|p| percentile(lat, p));
+        eprintln!(
+            "load: latency write→collector, {phase}: p50 {p50:.0} ms, p90 {p90:.0} ms, p99 {p99:.0} ms, max {max:.0} ms"
+        );
+    }
     assert_eq!(missing, 0, "lines lost");
     assert!(
         peak_mib < RSS_BOUND_MIB,

@@ -44,12 +44,41 @@ impl Events<'_> {
         self.ends.is_empty()
     }
 
-    /// Event `i` without its final newline.
+    /// Event `i` without its final newline (empty past the last event).
+    ///
+    /// Ends come from our own pipeline or from a CRC-checked disk-buffer
+    /// record we wrote; they are still clamped to the data, so that no
+    /// buffer file, however made, can panic a sink thread.
     pub fn event(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        let end = self.ends[i] as usize;
+        let len = self.data.len();
+        let at = |k: usize| self.ends.get(k).map_or(len, |e| (*e as usize).min(len));
+        let start = if i == 0 { 0 } else { at(i - 1) };
+        let end = if i < self.ends.len() { at(i) } else { start };
         let e = &self.data[start.min(end)..end];
         e.strip_suffix(b"\n").unwrap_or(e)
+    }
+
+    /// Dead-letter records for events a sink rejected for good: `(index,
+    /// reason)` pairs, with the rule ids that fired on each.
+    pub fn dead_records<'a>(
+        &'a self,
+        rejected: &'a [(usize, String)],
+        sink: &'a str,
+        source: &'a str,
+        rules_of: impl Fn(usize) -> Vec<String>,
+    ) -> Vec<crate::dlq::DeadRecord<'a>> {
+        rejected
+            .iter()
+            .map(|(i, reason)| crate::dlq::DeadRecord {
+                payload: self.event(*i),
+                reason,
+                stage: "sink",
+                sink,
+                source,
+                rules: rules_of(*i),
+                meta: self.meta.get(*i),
+            })
+            .collect()
     }
 }
 
@@ -239,5 +268,37 @@ impl FileSink {
             .open(&self.path)?;
         self.size = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_sliced_by_their_ends_and_bad_ends_cannot_panic() {
+        let data = b"one\ntwo\nthree\n";
+        let ends = line_ends(data);
+        let ev = Events {
+            data,
+            ends: &ends,
+            meta: &[],
+        };
+        assert_eq!(ev.len(), 3);
+        assert_eq!(ev.event(1), b"two");
+        assert_eq!(ev.event(2), b"three");
+        assert_eq!(ev.event(7), b"", "past the last event");
+        // Ends a hand-made buffer file could hold: past the data, out of
+        // order.
+        let bad = [3u32, 400, 2, u32::MAX];
+        let ev = Events {
+            data,
+            ends: &bad,
+            meta: &[],
+        };
+        assert_eq!(ev.event(0), b"one");
+        assert_eq!(ev.event(1), b"\ntwo\nthree");
+        assert_eq!(ev.event(2), b"", "an end before its start");
+        assert_eq!(ev.event(3), b"e\ntwo\nthree", "an end past the data");
     }
 }

@@ -62,6 +62,9 @@ struct Part {
 struct Offsets {
     parts: HashMap<(Arc<str>, i32), Part>,
     by_key: HashMap<u64, (Arc<str>, i32)>,
+    /// topic → partition → key: the per-message lookup, by `&str` without
+    /// building an owned key.
+    keys: HashMap<Arc<str>, HashMap<i32, u64>>,
     next_key: u64,
     acks: Receiver<Ack>,
     source: String,
@@ -176,6 +179,12 @@ impl ConsumerContext for SourceContext {
         for tp in &revoked {
             if let Some(p) = o.parts.remove(tp) {
                 o.by_key.remove(&p.key);
+                if let Some(m) = o.keys.get_mut(&tp.0) {
+                    m.remove(&tp.1);
+                    if m.is_empty() {
+                        o.keys.remove(&tp.0);
+                    }
+                }
                 if p.acked < p.sent {
                     tracing::info!(source = %o.source, topic = %tp.0, partition = tp.1, "partition revoked with events in flight; the new owner reads them again");
                 }
@@ -198,6 +207,7 @@ impl ConsumerContext for SourceContext {
                     let key = o.next_key;
                     o.next_key += 1;
                     o.by_key.insert(key, tp.clone());
+                    o.keys.entry(tp.0.clone()).or_default().insert(tp.1, key);
                     o.parts.insert(
                         tp,
                         Part {
@@ -266,6 +276,7 @@ impl KafkaSource {
         let offsets = Arc::new(Mutex::new(Offsets {
             parts: HashMap::new(),
             by_key: HashMap::new(),
+            keys: HashMap::new(),
             next_key: 1,
             acks,
             source: cfg.id.clone(),
@@ -405,10 +416,10 @@ impl KafkaSource {
         push_message(&self.cfg, msg, batch);
         let Ok(o) = self.offsets.lock() else { return };
         let key = o
-            .parts
-            .iter()
-            .find(|((t, p), _)| &**t == msg.topic() && *p == msg.partition())
-            .map(|(_, part)| part.key);
+            .keys
+            .get(msg.topic())
+            .and_then(|m| m.get(&msg.partition()))
+            .copied();
         // A message of a partition not (or no longer) assigned is delivered
         // but never committed by us.
         let Some(key) = key else { return };

@@ -1,7 +1,7 @@
 //! A `redactd run` process under test, and the HTTP helpers to watch it.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -116,4 +116,49 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Writes `dir/agent.toml`: data under `dir/data`, the given `[[sources]]`
+/// and `[[sinks]]` tables, metrics on `port` (none when 0), a 50 ms
+/// checkpoint interval and a 5 s drain; creates `dir/logs`.
+pub fn agent_config(dir: &Path, port: u16, tables: &str) -> PathBuf {
+    let metrics = if port == 0 {
+        String::new()
+    } else {
+        format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n")
+    };
+    let p = dir.join("agent.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "data_dir = \"{d}/data\"\n{tables}\n{metrics}[shutdown]\ncheckpoint_interval_ms = 50\ngrace_period_ms = 5000\n",
+            d = dir.display()
+        ),
+    )
+    .expect("write agent config");
+    std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
+    p
+}
+
+/// A file source `app` tailing `dir/logs/*.log`, polled every 20 ms.
+pub fn file_source(dir: &Path) -> String {
+    format!(
+        "[[sources]]\ntype = \"file\"\nid = \"app\"\ninclude = [\"{}/logs/*.log\"]\npoll_interval_ms = 20\nrotate_wait_ms = 300\n",
+        dir.display()
+    )
+}
+
+/// A file sink `out` writing `dir/out/redacted.log`.
+pub fn file_sink(dir: &Path) -> String {
+    format!(
+        "[[sinks]]\ntype = \"file\"\nid = \"out\"\npath = \"{}/out/redacted.log\"\n",
+        dir.display()
+    )
+}
+
+/// An HTTP sink `collector` posting to `127.0.0.1:port/ingest`.
+pub fn http_sink(port: u16) -> String {
+    format!(
+        "[[sinks]]\ntype = \"http\"\nid = \"collector\"\nurl = \"http://127.0.0.1:{port}/ingest\"\ntimeout_ms = 2000\n"
+    )
 }
