@@ -648,3 +648,62 @@ fn memory_buffer_in_block_mode_stops_the_sources_and_resumes() {
     assert_eq!(code, Some(0));
     assert_eq!(ep.lines().len(), total);
 }
+
+#[test]
+fn the_hash_key_is_never_read_from_the_config_nor_shown_in_errors_logs_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = "k3y-v4lue-that-must-never-show";
+    // A key written into the config in clear is refused, without echoing it.
+    let bad = d.join("bad.toml");
+    fs::write(&bad, format!("[rules]\nhash_key = \"{key}\"\n")).unwrap();
+    let o = run(&["validate", "--config", bad.to_str().unwrap()], b"");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown field `hash_key`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains(key) && !stdout(&o).contains(key));
+    // From the environment: used, and never printed.
+    let rules = d.join("hash.toml");
+    fs::write(
+        &rules,
+        "[[rules]]\nid = \"user-hash\"\ncategory = \"pii\"\nkeys = [\"user_id\"]\naction = \"hash\"\n\
+         [[rules.tests]]\nhit = '{\"user_id\":\"u-1\"}'\n[[rules.tests]]\nmiss = '{\"id\":\"u-1\"}'\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        d,
+        &format!(
+            "[metrics]\naddress = \"127.0.0.1:{port}\"\n[rules]\npaths = [\"{}\"]\nhash_key_env = \"REDACTD_TEST_HASH_KEY\"\n",
+            rules.display()
+        ),
+    );
+    let child = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("REDACTD_TEST_HASH_KEY", key)
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent = Agent { child };
+    append(
+        &d.join("logs/h.log"),
+        &["{\"user_id\":\"u-1\"}".to_string()],
+    );
+    let out = wait_lines(d, 1, Duration::from_secs(20));
+    assert!(out.starts_with("{\"user_id\":\"[HASH:user-hash:"), "{out}");
+    let pages = ["/metrics", "/healthz", "/readyz"].map(|p| get(port, p));
+    let (code, log) = agent.term();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains(key), "the key is in the agent's log");
+    assert!(
+        pages.iter().all(|p| !p.contains(key)),
+        "the key is on an endpoint"
+    );
+    assert!(!out.contains(key));
+}

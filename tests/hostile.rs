@@ -489,6 +489,74 @@ fn kill_9_inside_a_checkpoint_write_leaves_the_previous_checkpoint_valid_and_los
 }
 
 #[test]
+fn an_unreadable_file_is_skipped_with_a_warning_and_picked_up_once_readable() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(d.path(), port, "");
+    let locked = d.path().join("logs/locked.log");
+    fs::write(d.path().join("logs/good.log"), lines("ok", 100)).unwrap();
+    fs::write(&locked, lines("lk", 50)).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads any file, whatever its mode: run the agent as `nobody`
+    // then, in directories it may use.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if as_root {
+        for sub in ["", "logs", "data", "out"] {
+            let p = d.path().join(sub);
+            fs::create_dir_all(&p).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        fs::set_permissions(
+            d.path().join("logs/good.log"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", &bin()]);
+        c
+    } else {
+        Command::new(bin())
+    };
+    let child = cmd
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent = Agent { child };
+    let out = d.path().join("out/redacted.log");
+    let read_out = || -> Vec<String> {
+        fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    wait_for("the readable file's lines", Duration::from_secs(30), || {
+        distinct_ids(&read_out(), "ok ").len() == 100
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(distinct_ids(&read_out(), "lk ").is_empty());
+    // Readable now: picked up without a restart.
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o644)).unwrap();
+    wait_for("the unlocked file's lines", Duration::from_secs(30), || {
+        distinct_ids(&read_out(), "lk ").len() == 50
+    });
+    let (code, log) = agent.term();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("cannot open file") && log.contains("locked.log"),
+        "no warning naming the file: {log}"
+    );
+    assert_eq!(
+        log.matches("cannot open file").count(),
+        1,
+        "warned once, not on every scan"
+    );
+}
+
+#[test]
 fn directories_fifos_symlink_loops_and_a_file_replaced_by_a_fifo_are_skipped_and_the_rest_flows() {
     let d = tempfile::tempdir().unwrap();
     let port = free_port();

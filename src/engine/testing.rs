@@ -149,9 +149,32 @@ pub fn lint(rs: &Ruleset) -> (Vec<Problem>, Vec<Problem>) {
                     "nested unbounded quantifiers: catastrophic backtracking risk (ReDoS)".into(),
                 ));
             }
+            // Linear is not fast: counted repetitions of anything but a
+            // short class multiply the automaton, and a big automaton thrashes
+            // the lazy DFA's cache and falls back to a slower engine
+            // (`(?:\w+\s+){1,100}x`: 33,000 states, 0.27 MB/s).
+            if rule.engine == PatternEngine::Regex
+                && let Some(states) = nfa_states(pat)
+                && states > MAX_NFA_STATES
+            {
+                warnings.push(p(format!(
+                    "large automaton ({states} NFA states, over {MAX_NFA_STATES}): scans slowly and can use up the per-line time budget; shrink counted repetitions"
+                )));
+            }
         }
     }
     (errors, warnings)
+}
+
+/// Above this many NFA states a `std` rule gets a lint warning. The
+/// largest built-in rule has far fewer (see the test below).
+const MAX_NFA_STATES: usize = 5_000;
+
+/// The size of a pattern's Thompson NFA (what the lazy DFA explores).
+fn nfa_states(pattern: &str) -> Option<usize> {
+    regex_automata::nfa::thompson::NFA::new(pattern)
+        .ok()
+        .map(|n| n.states().len())
 }
 
 /// Whether an unbounded repetition sits inside another repetition.
@@ -183,5 +206,22 @@ mod tests {
         assert!(p("(?:ab*){2,}"));
         assert!(!p("a+b+"));
         assert!(!p("(?:ab+)?"));
+    }
+
+    #[test]
+    fn big_automata_are_flagged_and_no_built_in_rule_is_one() {
+        assert!(nfa_states(r"(?i)(?:\w+\s+){1,100}\w*zzqq").unwrap() > MAX_NFA_STATES);
+        assert!(nfa_states(r"\bacme_[0-9a-f]{32}\b").unwrap() < 100);
+        let rs = crate::engine::Ruleset::compile(
+            &crate::engine::spec::builtin_sources(),
+            &crate::engine::CompileOptions::default(),
+        )
+        .unwrap();
+        let (_, warnings) = lint(&rs);
+        let big: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.message.contains("large automaton"))
+            .collect();
+        assert!(big.is_empty(), "{big:?}");
     }
 }
