@@ -265,6 +265,8 @@ pub struct Scratch {
     line_len: usize,
     deadline: Option<std::time::Instant>,
     budget_spent: bool,
+    /// Values searched by this thread (paces the clock reads).
+    values_searched: u32,
 }
 
 impl Scratch {
@@ -281,6 +283,7 @@ impl Scratch {
             line_len: 0,
             deadline: None,
             budget_spent: false,
+            values_searched: 0,
         }
     }
 

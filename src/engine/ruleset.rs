@@ -153,7 +153,7 @@ pub(crate) struct Prefilter {
 /// Normalised field names to rules.
 #[derive(Debug, Default)]
 pub(crate) struct KeyIndex {
-    exact: HashMap<String, u32>,
+    exact: HashMap<String, u32, foldhash::fast::RandomState>,
     /// `(pieces between '*', starts with '*', ends with '*', rule)`.
     globs: Vec<(Vec<String>, bool, bool, u32)>,
 }
