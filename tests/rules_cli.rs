@@ -238,3 +238,39 @@ fn list_shows_id_category_and_action() {
         "{card}"
     );
 }
+
+#[test]
+fn rules_list_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    // More output than a pipe holds (64 KiB), so the writer meets the
+    // closed pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let mut many = String::new();
+    for i in 0..1000 {
+        many.push_str(&format!(
+            "[[rules]]\nid = \"r{i}\"\ncategory = \"secret\"\ndescription = \"{}\"\npattern = 'zq{i}x'\n\
+             [[rules.tests]]\nhit = \"zq{i}x\"\n[[rules.tests]]\nmiss = \"a\"\n",
+            "d".repeat(200)
+        ));
+    }
+    let path = write(&dir, "many.toml", &many);
+    let mut child = std::process::Command::new(bin())
+        .args(["rules", "list", &path])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader goes away after one line (`| head -1`).
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("ID"), "{first}");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("internal error"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

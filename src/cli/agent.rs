@@ -1,6 +1,8 @@
 //! `redactd run` and `redactd validate`: load the config and the rules it
 //! names, then run (or only check) the agent.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 
 use super::{RuleArgs, RunArgs, load_ruleset};
@@ -44,11 +46,12 @@ pub fn run(args: &RunArgs) -> Result<i32> {
 
 pub fn validate(args: &RunArgs) -> Result<i32> {
     let (cfg, rs, _) = load(args)?;
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "config ok: {} sources, {} sinks, {} rules",
         cfg.sources.len(),
         cfg.sinks.len(),
         rs.rules().len()
-    );
+    )?;
     Ok(0)
 }

@@ -164,6 +164,13 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        // `redactd rules list | head`: the reader has what it wanted.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(is_broken_pipe) =>
+        {
+            0
+        }
         Err(e) => {
             eprintln!("redactd: error: {e:#}");
             2

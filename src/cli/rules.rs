@@ -1,5 +1,7 @@
 //! `redactd rules test|lint|list`.
 
+use std::io::Write;
+
 use anyhow::Result;
 
 use super::{RulePathArgs, load_ruleset, load_sources};
@@ -10,9 +12,10 @@ pub fn test(args: &RulePathArgs) -> Result<i32> {
     let rs = load_ruleset(&args.rules, &args.paths)?;
     let report = run_tests(&rs);
     for f in &report.failures {
-        println!("FAIL {f}");
+        writeln!(std::io::stdout().lock(), "FAIL {f}")?;
     }
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "rules test: {} rules, {} cases: {} passed, {} failed",
         report.rules,
         report.cases,
@@ -20,7 +23,7 @@ pub fn test(args: &RulePathArgs) -> Result<i32> {
             .cases
             .saturating_sub(count_failed_cases(&report.failures)),
         report.failures.len()
-    );
+    )?;
     Ok(i32::from(!report.failures.is_empty()))
 }
 
@@ -34,42 +37,51 @@ pub fn lint(args: &RulePathArgs) -> Result<i32> {
         Ok(rs) => rs,
         Err(e) => {
             for p in e.problems() {
-                println!("error: {p}");
+                writeln!(std::io::stdout().lock(), "error: {p}")?;
             }
-            println!("rules lint: {} errors", e.problems().len());
+            writeln!(
+                std::io::stdout().lock(),
+                "rules lint: {} errors",
+                e.problems().len()
+            )?;
             return Ok(1);
         }
     };
     let (errors, warnings) = lint_rules(&rs);
     for w in &warnings {
-        println!("warning: {w}");
+        writeln!(std::io::stdout().lock(), "warning: {w}")?;
     }
     for e in &errors {
-        println!("error: {e}");
+        writeln!(std::io::stdout().lock(), "error: {e}")?;
     }
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "rules lint: {} rules, {} errors, {} warnings",
         rs.rules().len(),
         errors.len(),
         warnings.len()
-    );
+    )?;
     Ok(i32::from(!errors.is_empty()))
 }
 
 pub fn list(args: &RulePathArgs) -> Result<i32> {
     let rs = load_ruleset(&args.rules, &args.paths)?;
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "{:<40} {:<11} {:<8} DESCRIPTION",
-        "ID", "CATEGORY", "ACTION"
-    );
+        "ID",
+        "CATEGORY",
+        "ACTION"
+    )?;
     for r in rs.rules() {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{:<40} {:<11} {:<8} {}",
             r.id,
             r.category.as_str(),
             format!("{:?}", r.action).to_lowercase(),
             r.description
-        );
+        )?;
     }
     Ok(0)
 }

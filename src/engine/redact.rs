@@ -107,7 +107,6 @@ impl Ruleset {
         sc: &mut Scratch,
         hits: &mut Vec<Hit>,
     ) -> Result<(), Stop> {
-        let deadline = self.deadline(sc)?;
         let mut bits = sc.take_bits();
         match key.rules {
             Some(r) => bits.copy_from(r),
@@ -116,8 +115,15 @@ impl Ruleset {
                 bits.intersect_with(&self.context_rules);
             }
         }
-        let mut res = Ok(());
-        if !bits.is_empty() {
+        // The clock only when there is something to run.
+        let mut res = if bits.is_empty() {
+            Ok(None)
+        } else {
+            self.deadline(sc)
+        };
+        if let Ok(deadline) = res
+            && !bits.is_empty()
+        {
             let synth = format!("{}={text}", key.name);
             let off = key.name.len() + 1;
             let mut tmp = sc.take_hits();
@@ -135,7 +141,7 @@ impl Ruleset {
             sc.put_hits(tmp);
         }
         sc.put_bits(bits);
-        res
+        res.map(|_| ())
     }
 
     /// Hits of `keys` rules on the `key=value` pairs of logfmt-style text
@@ -212,7 +218,6 @@ impl Ruleset {
         sc: &mut Scratch,
         hits: &mut Vec<Hit>,
     ) -> Result<(), Stop> {
-        let deadline = self.deadline(sc)?;
         let own = match cands {
             Some(_) => None,
             None => {
@@ -224,6 +229,22 @@ impl Ruleset {
         let bits = match (cands, &own) {
             (Some(b), _) | (None, Some(b)) => b,
             (None, None) => return Ok(()),
+        };
+        // No candidate: nothing to search, and no clock to read (the clean
+        // path stays free of it).
+        let deadline = if bits.is_empty() {
+            Ok(None)
+        } else {
+            self.deadline(sc)
+        };
+        let deadline = match deadline {
+            Ok(d) if !bits.is_empty() => d,
+            other => {
+                if let Some(b) = own {
+                    sc.put_bits(b);
+                }
+                return other.map(|_| ());
+            }
         };
         // The clock before each rule for long texts; for short ones every
         // 16th value is enough (the overshoot is a few short scans) and
