@@ -30,6 +30,16 @@ fn names() -> Names {
     }
 }
 
+/// Fresh topic names, created on `k`: input and output with `partitions`
+/// partitions each, the dead-letter topic with one.
+fn topics(k: &Kafka, partitions: i32) -> Names {
+    let n = names();
+    k.create_topic(&n.raw, partitions);
+    k.create_topic(&n.clean, partitions);
+    k.create_topic(&n.dlq, 1);
+    n
+}
+
 fn config(dir: &Path, k: &Kafka, n: &Names, metrics_port: u16, sink_extra: &str) -> PathBuf {
     agent_config(
         dir,
@@ -151,10 +161,7 @@ fn wait_output(k: &Kafka, topic: &str, ids: usize, timeout: Duration) -> HashMap
 fn topic_to_topic_100k_events_all_redacted_none_missing_keys_and_headers_kept() {
     let d = tempfile::tempdir().unwrap();
     let k = mock(3);
-    let n = names();
-    k.create_topic(&n.raw, 4);
-    k.create_topic(&n.clean, 4);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(&k, 4);
     let total = 100_000;
     let input: Vec<Rec> = (0..total).map(event).collect();
     k.produce(&n.raw, &input);
@@ -186,10 +193,7 @@ fn topic_to_topic_100k_events_all_redacted_none_missing_keys_and_headers_kept() 
 fn kill_9_mid_stream_and_restart_loses_nothing_and_duplicates_stay_bounded() {
     let d = tempfile::tempdir().unwrap();
     let k = mock(1);
-    let n = names();
-    k.create_topic(&n.raw, 2);
-    k.create_topic(&n.clean, 2);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(&k, 2);
     let total = 40_000;
     let cfg = config(d.path(), &k, &n, free_port(), "");
     // Input keeps arriving while the agent is killed and restarted.
@@ -236,10 +240,7 @@ fn kill_9_mid_stream_and_restart_loses_nothing_and_duplicates_stay_bounded() {
 fn broker_down_makes_the_agent_not_ready_and_loses_nothing() {
     let d = tempfile::tempdir().unwrap();
     let k = mock(1);
-    let n = names();
-    k.create_topic(&n.raw, 1);
-    k.create_topic(&n.clean, 1);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(&k, 1);
     let port = free_port();
     let cfg = config(d.path(), &k, &n, port, "");
     k.produce(&n.raw, &(0..1000).map(event).collect::<Vec<_>>());
@@ -275,10 +276,7 @@ fn broker_down_makes_the_agent_not_ready_and_loses_nothing() {
 fn poison_messages_go_to_the_dead_letter_topic_redacted_and_the_partition_keeps_flowing() {
     let d = tempfile::tempdir().unwrap();
     let k = mock(1);
-    let n = names();
-    k.create_topic(&n.raw, 1);
-    k.create_topic(&n.clean, 1);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(&k, 1);
     let port = free_port();
     let cfg = config(d.path(), &k, &n, port, "");
     let mut input: Vec<Rec> = (0..100).map(event).collect();
@@ -329,10 +327,7 @@ fn poison_messages_go_to_the_dead_letter_topic_redacted_and_the_partition_keeps_
 fn a_message_the_broker_rejects_for_good_is_dead_lettered_alone() {
     let d = tempfile::tempdir().unwrap();
     let k = mock(1);
-    let n = names();
-    k.create_topic(&n.raw, 1);
-    k.create_topic(&n.clean, 1);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(&k, 1);
     // The sink's client refuses messages over 1500 bytes (a stand-in for
     // the broker's message.max.bytes): MSG_SIZE_TOO_LARGE, permanent.
     let cfg = config(
@@ -361,10 +356,7 @@ fn two_processes_in_one_group_share_partitions_and_a_rebalance_loses_nothing() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let k = mock(1);
-    let n = names();
-    k.create_topic(&n.raw, 6);
-    k.create_topic(&n.clean, 6);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(&k, 6);
     let a = Agent::start(&config(d1.path(), &k, &n, free_port(), ""));
     let b = Agent::start(&config(d2.path(), &k, &n, free_port(), ""));
     let total = 30_000;
@@ -395,10 +387,7 @@ fn exactly_once_across_kill_9(
     offsets_stored: bool,
 ) -> (HashMap<usize, usize>, i64) {
     let d = tempfile::tempdir().unwrap();
-    let n = names();
-    k.create_topic(&n.raw, 2);
-    k.create_topic(&n.clean, 2);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(k, 2);
     let cfg = config(
         d.path(),
         k,
@@ -469,10 +458,7 @@ fn tansu_exactly_once_commits_offsets_in_the_transaction_and_resumes_after_kill_
 fn tansu_topic_to_topic_with_keys_and_headers_and_kill_9_loses_nothing() {
     let k = tansu();
     let d = tempfile::tempdir().unwrap();
-    let n = names();
-    k.create_topic(&n.raw, 3);
-    k.create_topic(&n.clean, 3);
-    k.create_topic(&n.dlq, 1);
+    let n = topics(&k, 3);
     let total = 20_000;
     let cfg = config(d.path(), &k, &n, free_port(), "");
     let mut input: Vec<Rec> = (0..total / 2).map(event).collect();
