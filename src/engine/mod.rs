@@ -251,12 +251,18 @@ pub(crate) struct Hit {
 }
 
 /// Reusable per-thread buffers, so the clean path allocates nothing.
+///
+/// A `Scratch` belongs to the ruleset it was made for (its pattern set is
+/// sized for it, its field-name cache holds that ruleset's rule numbers):
+/// make a new one when the ruleset changes, as every caller does on reload.
 #[derive(Debug)]
 pub struct Scratch {
     patset: PatternSet,
     bits_pool: Vec<RuleBits>,
     hits_pool: Vec<Vec<Hit>>,
     keybuf: String,
+    /// Field name → its `keys` rule (`Ruleset::key_rule_cached`).
+    key_cache: std::collections::HashMap<Box<str>, Option<u32>, foldhash::fast::RandomState>,
     lossy: String,
     line_scan: ruleset::LineScan,
     out: Vec<u8>,
@@ -267,6 +273,8 @@ pub struct Scratch {
     budget_spent: bool,
     /// Values searched by this thread (paces the clock reads).
     values_searched: u32,
+    /// Edit lists of JSON walks (one per level of embedded JSON).
+    edits_pool: Vec<structured::Edits>,
 }
 
 impl Scratch {
@@ -276,6 +284,7 @@ impl Scratch {
             bits_pool: Vec::new(),
             hits_pool: Vec::new(),
             keybuf: String::new(),
+            key_cache: Default::default(),
             lossy: String::new(),
             line_scan: ruleset::LineScan::default(),
             out: Vec::with_capacity(4096),
@@ -284,6 +293,7 @@ impl Scratch {
             deadline: None,
             budget_spent: false,
             values_searched: 0,
+            edits_pool: Vec::new(),
         }
     }
 

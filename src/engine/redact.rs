@@ -159,7 +159,7 @@ impl Ruleset {
             if vs == ve || is_whole_marker(&text[vs..ve]) {
                 continue;
             }
-            if let Some(rule) = self.key_rule(&text[p.key.0..p.key.1], &mut sc.keybuf) {
+            if let Some(rule) = self.key_rule_cached(&text[p.key.0..p.key.1], sc) {
                 hits.push(Hit {
                     start: vs,
                     end: ve,

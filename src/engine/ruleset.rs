@@ -591,6 +591,25 @@ impl Ruleset {
         !(self.keys.exact.is_empty() && self.keys.globs.is_empty())
     }
 
+    /// [`Ruleset::key_rule`] through the thread's cache of field names:
+    /// the same few dozen names come back on every line, and one hash of
+    /// the raw name is far cheaper than normalizing it and trying the
+    /// globs. Bounded: cleared when it holds [`KEY_CACHE_MAX`] names.
+    pub(crate) fn key_rule_cached(&self, key: &str, sc: &mut super::Scratch) -> Option<u32> {
+        if !self.has_key_rules() {
+            return None;
+        }
+        if let Some(&r) = sc.key_cache.get(key) {
+            return r;
+        }
+        let r = self.key_rule(key, &mut sc.keybuf);
+        if sc.key_cache.len() >= KEY_CACHE_MAX {
+            sc.key_cache.clear();
+        }
+        sc.key_cache.insert(key.into(), r);
+        r
+    }
+
     /// The rule that applies to a field name, if any. `buf` is scratch.
     pub(crate) fn key_rule(&self, key: &str, buf: &mut String) -> Option<u32> {
         if self.keys.exact.is_empty() && self.keys.globs.is_empty() {
@@ -636,6 +655,10 @@ impl KeyIndex {
         }
     }
 }
+
+/// Field names a thread remembers the rule of (see
+/// [`Ruleset::key_rule_cached`]).
+pub(crate) const KEY_CACHE_MAX: usize = 4096;
 
 /// Lower-cases ASCII and drops `-`, `_`, `.` and spaces, so `Set-Cookie`,
 /// `set_cookie` and `setcookie` are one name.
@@ -951,6 +974,39 @@ mod tests {
         assert_eq!(ascii_word_boundaries(r"\bab\B"), r"(?-u:\b)ab(?-u:\B)");
         assert_eq!(ascii_word_boundaries(r"[\]b]\\b"), r"[\]b]\\b");
         assert_eq!(ascii_word_boundaries(r"[]\b]"), r"[]\b]");
+    }
+
+    #[test]
+    fn the_field_name_cache_agrees_with_the_lookup_and_stays_bounded() {
+        let rs = Ruleset::compile(
+            &crate::engine::spec::builtin_sources(),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        let mut sc = crate::engine::Scratch::new(&rs);
+        let mut buf = String::new();
+        let mut names: Vec<String> = [
+            "password",
+            "Pass-Word",
+            "user_id",
+            "message",
+            "db_password",
+            "é",
+        ]
+        .map(String::from)
+        .to_vec();
+        names.extend((0..KEY_CACHE_MAX + 10).map(|i| format!("field{i}")));
+        for round in 0..2 {
+            for n in &names {
+                assert_eq!(
+                    rs.key_rule_cached(n, &mut sc),
+                    rs.key_rule(n, &mut buf),
+                    "{n} (round {round})"
+                );
+                assert!(sc.key_cache.len() <= KEY_CACHE_MAX);
+            }
+        }
+        assert!(rs.key_rule_cached("password", &mut sc).is_some());
     }
 
     #[test]

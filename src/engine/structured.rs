@@ -18,6 +18,7 @@ use super::{Scratch, Stats};
 const MAX_EMBEDDED_DEPTH: u8 = 3;
 
 /// A byte range of the input replaced by `buf[from..to]`.
+#[derive(Debug)]
 struct Edit {
     start: usize,
     end: usize,
@@ -43,7 +44,10 @@ struct Frame<'t> {
     pending_drop: Option<(usize, usize)>,
 }
 
-struct Edits {
+/// The changes to one JSON text, in order. Pooled in [`Scratch`] so the
+/// walk of a line allocates nothing once warm.
+#[derive(Debug, Default)]
+pub(crate) struct Edits {
     list: Vec<Edit>,
     buf: String,
 }
@@ -87,7 +91,11 @@ impl Ruleset {
         // A malformed text is found out part way through the walk: undo
         // what the walk counted before the caller redacts it as text.
         let mark = st.mark(sc.findings.as_ref().map_or(0, Vec::len));
-        let r = self.walk_json(text, scan, sc, st, depth);
+        let mut edits = sc.edits_pool.pop().unwrap_or_default();
+        edits.list.clear();
+        edits.buf.clear();
+        let r = self.walk_json(text, scan, sc, st, depth, &mut edits);
+        sc.edits_pool.push(edits);
         if r.is_err() {
             st.rollback(&mark);
             if let Some(f) = sc.findings.as_mut() {
@@ -104,13 +112,11 @@ impl Ruleset {
         sc: &mut Scratch,
         st: &mut Stats,
         depth: u8,
+        edits: &mut Edits,
     ) -> Result<Option<String>, JsonError> {
         let mut sc_ = Scanner::new(text);
-        let mut frames: Vec<Frame<'_>> = Vec::new();
-        let mut edits = Edits {
-            list: Vec::new(),
-            buf: String::new(),
-        };
+        // Room for the nesting of a typical log line without regrowing.
+        let mut frames: Vec<Frame<'_>> = Vec::with_capacity(8);
         // A member being dropped: its key start and how many containers of
         // its value are open.
         let mut dropping: Option<(usize, usize)> = None;
@@ -159,7 +165,7 @@ impl Ruleset {
                         continue;
                     }
                     let key = decode_string(&text[start..end], escaped)?;
-                    let rule = self.key_rule(&key, &mut sc.keybuf);
+                    let rule = self.key_rule_cached(&key, sc);
                     f.key = Some(key);
                     f.key_span = (start + 1, end - 1);
                     let Some(r) = rule else { continue };
@@ -207,7 +213,7 @@ impl Ruleset {
                     if sensitive.is_some() && super::action::is_whole_marker(&value) {
                         // Already redacted by an earlier pass.
                     } else if let Some(r) = sensitive {
-                        self.replace_whole(r, &value, start, end, &mut edits, sc, st);
+                        self.replace_whole(r, &value, start, end, edits, sc, st);
                     } else if let Some(new) = self.redact_member_value(
                         &value,
                         true,
@@ -226,7 +232,7 @@ impl Ruleset {
                     let sensitive = frames.last().and_then(|f| f.subtree.or(f.member));
                     let num = &text[start..end];
                     if let Some(r) = sensitive {
-                        self.replace_whole(r, num, start, end, &mut edits, sc, st);
+                        self.replace_whole(r, num, start, end, edits, sc, st);
                     } else if let Some(new) = self.redact_member_value(
                         num,
                         false,
