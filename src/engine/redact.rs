@@ -232,49 +232,42 @@ impl Ruleset {
         };
         // No candidate: nothing to search, and no clock to read (the clean
         // path stays free of it).
-        let deadline = if bits.is_empty() {
-            Ok(None)
+        let res = if bits.is_empty() {
+            Ok(())
         } else {
-            self.deadline(sc)
+            self.run_rules(text, bits, sc, hits)
         };
-        let deadline = match deadline {
-            Ok(d) if !bits.is_empty() => d,
-            other => {
-                if let Some(b) = own {
-                    sc.put_bits(b);
-                }
-                return other.map(|_| ());
-            }
-        };
+        if let Some(b) = own {
+            sc.put_bits(b);
+        }
+        res
+    }
+
+    /// Runs the rules in `bits` on `text` within the line's time budget.
+    fn run_rules(
+        &self,
+        text: &str,
+        bits: &RuleBits,
+        sc: &mut Scratch,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), Stop> {
+        let deadline = self.deadline(sc)?;
+        let over = || deadline.is_some_and(|d| Instant::now() >= d);
         // The clock before each rule for long texts; for short ones every
         // 16th value is enough (the overshoot is a few short scans) and
         // keeps clock reads off the profile.
         let long = text.len() > LONG_TEXT;
         sc.values_searched = sc.values_searched.wrapping_add(1);
-        let mut res = Ok(());
-        if !long
-            && sc.values_searched.is_multiple_of(16)
-            && deadline.is_some_and(|d| Instant::now() >= d)
-        {
-            res = Err(Stop::Budget);
+        if !long && sc.values_searched.is_multiple_of(16) && over() {
+            return Err(Stop::Budget);
         }
         for r in bits.iter() {
-            if res.is_err() {
-                break;
+            if long && over() {
+                return Err(Stop::Budget);
             }
-            if long && deadline.is_some_and(|d| Instant::now() >= d) {
-                res = Err(Stop::Budget);
-                break;
-            }
-            if let Err(e) = self.rule_hits(r, text, deadline, hits) {
-                res = Err(e);
-                break;
-            }
+            self.rule_hits(r, text, deadline, hits)?;
         }
-        if let Some(b) = own {
-            sc.put_bits(b);
-        }
-        res
+        Ok(())
     }
 
     fn rule_hits(

@@ -612,7 +612,7 @@ impl Ruleset {
 
     /// The rule that applies to a field name, if any. `buf` is scratch.
     pub(crate) fn key_rule(&self, key: &str, buf: &mut String) -> Option<u32> {
-        if self.keys.exact.is_empty() && self.keys.globs.is_empty() {
+        if !self.has_key_rules() {
             return None;
         }
         normalize_key(key, buf);
