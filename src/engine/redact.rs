@@ -306,6 +306,12 @@ impl Ruleset {
                     consider(m.start(), m.end())?;
                 }
             }
+            (Some(Matcher::Std(re)), Group::KeyValue) => {
+                for m in re.find_iter(text) {
+                    let (s, e) = super::ruleset::key_value_span(text, m.start(), m.end());
+                    consider(s, e)?;
+                }
+            }
             (Some(Matcher::Std(re)), g) => {
                 for c in re.captures_iter(text) {
                     let m = match g {
@@ -323,7 +329,9 @@ impl Ruleset {
                     let m = match g {
                         Group::Whole => c.get(0),
                         Group::Index(i) => c.get(i),
-                        Group::FirstParticipating => (1..c.len()).find_map(|i| c.get(i)),
+                        Group::FirstParticipating | Group::KeyValue => {
+                            (1..c.len()).find_map(|i| c.get(i))
+                        }
                     };
                     if let Some(m) = m {
                         consider(m.start(), m.end())?;

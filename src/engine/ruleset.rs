@@ -69,6 +69,11 @@ pub(crate) enum Group {
     /// The first capture group that took part in the match: used by the
     /// patterns derived from `keys`, which have one group per alternative.
     FirstParticipating,
+    /// The value of a `keys` rule's text match, found by the match's shape
+    /// (see [`key_value_span`]) instead of by capture groups. Used when the
+    /// names hold no quote, `=` or `:`, which is what makes the shape
+    /// unambiguous.
+    KeyValue,
 }
 
 /// Compile-time options.
@@ -771,6 +776,44 @@ fn key_text_pattern(keys: &[String]) -> String {
     )
 }
 
+/// True when a `keys` name is made only of name characters, wildcards and
+/// separators: its text pattern's matches can then be cut into name and
+/// value by [`key_value_span`].
+fn plain_key(k: &str) -> bool {
+    k.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '-' | '_' | '.' | ' '))
+}
+
+/// The value inside a match `[s, e)` of [`key_text_pattern`] (built from
+/// [`plain_key`] names): the string's content or the number after
+/// `"name":`, or what follows the first `=` of `name=value`. This is what
+/// the pattern's capture groups say, found without them: on a line of
+/// thousands of matches the captures engine cost microseconds per match and
+/// made the `keys` rules the slowest built-in rules on adversarial input
+/// (1.6 MB/s; see `tests/redos.rs`).
+pub(crate) fn key_value_span(text: &str, s: usize, e: usize) -> (usize, usize) {
+    let m = &text[s..e];
+    if let Some(name_on) = m.strip_prefix('"') {
+        // "name" \s* : \s* ( "value" | number ); a plain name holds no quote.
+        let Some(close) = name_on.find('"') else {
+            return (e, e);
+        };
+        let rest = name_on[close + 1..].trim_start();
+        let value = rest.strip_prefix(':').unwrap_or(rest).trim_start();
+        let vs = e - value.len();
+        if value.starts_with('"') && value.len() >= 2 {
+            (vs + 1, e - 1)
+        } else {
+            (vs, e)
+        }
+    } else {
+        match m.find('=') {
+            Some(i) => (s + i + 1, e),
+            None => (e, e),
+        }
+    }
+}
+
 /// The alternation of a `keys` rule's names, as regex: separators optional
 /// and interchangeable, `*` any name characters.
 fn key_alternation(keys: &[String]) -> String {
@@ -879,7 +922,9 @@ fn compile_rule(
             if re.is_match("") {
                 return Err(invalid(&at, "pattern matches the empty string".into()));
             }
-            let group = if derived {
+            let group = if derived && spec.keys.iter().all(|k| plain_key(k)) {
+                Group::KeyValue
+            } else if derived {
                 Group::FirstParticipating
             } else {
                 resolve_group(&spec.group, re.captures_len(), |n| {
@@ -1050,6 +1095,64 @@ mod tests {
 #[cfg(test)]
 mod keyword_tests {
     use super::*;
+
+    #[test]
+    fn key_value_spans_agree_with_the_capture_groups() {
+        let rs = Ruleset::compile(
+            &crate::engine::spec::builtin_sources(),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        let keyed: Vec<&Rule> = rs.rules.iter().filter(|r| !r.keys.is_empty()).collect();
+        assert!(keyed.len() >= 2);
+        let texts = [
+            r#"{"password":"hunter2","api_key": "abc def","pin":1234,"x":1}"#,
+            r#"{"db_password" :  "" , "client-secret":"a\"b", "Token":-1.5e3}"#,
+            r#"password=abc&secret=%41%42 api_token=x"y passwd="correct horse" ssn=078-05-1120"#,
+            r#"user_password=p=q;pwd==x  "pwd": "x\\" "dob":"1990-01-01" card_number=4111"#,
+            "\"password\"\u{2003}:\u{a0}\"wide\" SECRET=é PassWord=ſecret \"ſecret\":\"v\"",
+            "",
+        ];
+        let mut checked = 0;
+        for r in keyed {
+            assert_eq!(r.group, Group::KeyValue, "{}", r.id);
+            let Some(Matcher::Std(re)) = &r.matcher else {
+                panic!("{}: not a regex rule", r.id)
+            };
+            for t in texts {
+                let by_shape: Vec<(usize, usize)> = re
+                    .find_iter(t)
+                    .map(|m| key_value_span(t, m.start(), m.end()))
+                    .collect();
+                let by_groups: Vec<(usize, usize)> = re
+                    .captures_iter(t)
+                    .map(|c| {
+                        let m = c.iter().skip(1).flatten().next().unwrap();
+                        (m.start(), m.end())
+                    })
+                    .collect();
+                assert_eq!(by_shape, by_groups, "{} on {t:?}", r.id);
+                checked += by_groups.len();
+            }
+        }
+        assert!(checked >= 12, "{checked} matches compared");
+    }
+
+    #[test]
+    fn keys_with_quotes_or_equals_keep_the_capture_groups() {
+        let rs = compile(
+            r#"
+[[rules]]
+id = "odd"
+description = "odd names"
+category = "credential"
+keys = ["a=b", "plain"]
+[[rules.tests]]
+hit = "{\"plain\":\"x\"}"
+"#,
+        );
+        assert_eq!(rs.rules[0].group, Group::FirstParticipating);
+    }
 
     fn compile(text: &str) -> Ruleset {
         let src = Source {
