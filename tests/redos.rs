@@ -138,11 +138,13 @@ fn every_built_in_rule_stays_within_its_cost_bound_on_adversarial_lines() {
 
 /// ms per MB (net of start-up) a rule alone may take on one adversarial
 /// line in the release build. The issue's target is 100 (10 MB/s); the
-/// slowest lines measured are the `keys` rules' (`secret-fields`,
-/// `pii-fields`) on `name="":: %41` runs: every 16 bytes a match, then the
-/// percent-decoded copy and the verify pass scan it again (about 7 MB/s
-/// on the 2-core CI machine). The bound leaves room for a noisy machine.
-const PER_RULE_BOUND: f64 = 300.0;
+/// slowest lines measured are the `keys` rules' (`pii-fields`,
+/// `secret-fields`) on `name="":: %41` runs: a match every 10 to 16 bytes,
+/// then the percent-decoded copy and the verify pass scan it again (4 to 8
+/// MB/s on the 2-core CI machine). The bound is what a pathological rule
+/// would break by far, with room for a machine that runs 1.5x slower
+/// than usual.
+const PER_RULE_BOUND: f64 = 400.0;
 
 #[test]
 #[ignore = "run on the release binary by scripts/test.sh"]
