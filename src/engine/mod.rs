@@ -25,13 +25,17 @@
 //!   secondary failure: a slow rule cannot stall the pipeline.
 //!
 //! How a line is processed, cheapest first:
-//! 1. The keyword automaton and the multi-pattern set scan the raw line
-//!    once (`Ruleset::candidates`). A JSON line without backslash or
-//!    percent escapes whose scan finds nothing is returned untouched
-//!    without being parsed.
+//! 1. The keyword automaton and the multi-pattern set walk the line
+//!    together in one pass (`scan`), which reports every keyword
+//!    occurrence and every set match end. A JSON line whose scan finds
+//!    nothing is returned untouched without being parsed (a line with JSON
+//!    escapes is scanned as a decoded copy whose offsets map back to the
+//!    line; one with percent escapes is also scanned percent-decoded).
 //! 2. JSON lines are walked token by token ([`crate::decode::json`]): field
 //!    names are checked against `keys` rules, every string (and number)
-//!    value is redacted as text, strings holding JSON are walked too.
+//!    value is redacted as text by the rules whose keyword lies inside it
+//!    or whose set match ends inside it; strings holding JSON are walked
+//!    too.
 //! 3. Text is matched by the candidate rules only; validators run on each
 //!    candidate; overlapping hits are resolved (leftmost, then longest, then
 //!    rule order; a partial overlap widens the masked span so no byte of
@@ -44,14 +48,13 @@
 
 pub mod action;
 pub mod ruleset;
+mod scan;
 pub mod spec;
 pub mod testing;
 pub mod validate;
 
 mod redact;
 mod structured;
-
-use regex_automata::PatternSet;
 
 pub use ruleset::{CompileOptions, Rule, RuleBits, Ruleset};
 pub use spec::{ActionKind, Category, PatternEngine, Source};
@@ -257,7 +260,7 @@ pub(crate) struct Hit {
 /// make a new one when the ruleset changes, as every caller does on reload.
 #[derive(Debug)]
 pub struct Scratch {
-    patset: PatternSet,
+    scan_cache: ruleset::ScanCache,
     bits_pool: Vec<RuleBits>,
     hits_pool: Vec<Vec<Hit>>,
     keybuf: String,
@@ -280,7 +283,7 @@ pub struct Scratch {
 impl Scratch {
     pub fn new(rules: &Ruleset) -> Scratch {
         Scratch {
-            patset: rules.new_patset(),
+            scan_cache: rules.new_scan_cache(),
             bits_pool: Vec::new(),
             hits_pool: Vec::new(),
             keybuf: String::new(),
@@ -354,24 +357,27 @@ impl Ruleset {
     /// can match any of its values, so it need not be parsed.
     ///
     /// Escapes change what the values say: the scan then runs on a copy with
-    /// the JSON escapes decoded (positions no longer line up, so the scan is
-    /// not positional), and, if there are `%XX` escapes, on a
-    /// percent-decoded copy too.
+    /// the JSON escapes decoded, and the scan's map ties the copy's offsets
+    /// to the line's (each string's decoded text stands whole in the copy),
+    /// so the walk still runs each rule only on the values where it can
+    /// match. If there are `%XX` escapes, a percent-decoded copy is scanned
+    /// too.
     fn json_line_is_clean(&self, s: &str, scan: &mut ruleset::LineScan, sc: &mut Scratch) -> bool {
         let escaped = memchr::memchr(b'\\', s.as_bytes()).is_some();
         let text = if escaped {
             let mut copy = std::mem::take(&mut sc.lossy);
-            json_unescape_copy(s, &mut copy);
+            json_unescape_copy(s, &mut copy, &mut scan.map);
             copy
         } else {
+            scan.map.clear();
             String::new()
         };
         let view = if escaped { text.as_str() } else { s };
-        self.scan_line(view, !escaped, scan, &mut sc.patset);
+        self.scan_line(view, true, scan, &mut sc.scan_cache);
         let mut clean = scan.all.is_empty();
         if clean && let Some(decoded) = redact::percent_decode(view) {
             let mut bits = sc.take_bits();
-            self.candidates(&decoded, &mut bits, &mut sc.patset);
+            self.candidates(&decoded, &mut bits, &mut sc.scan_cache);
             clean = bits.is_empty();
             sc.put_bits(bits);
         }
@@ -474,9 +480,11 @@ impl Ruleset {
 
 /// The text of a JSON line with every escape decoded in place (`\n` becomes a
 /// newline, `\"` a quote, `\u00e9` an é; a lone surrogate becomes U+FFFD).
-/// Only for scanning: each decoded string value appears in it whole.
-fn json_unescape_copy(s: &str, out: &mut String) {
+/// Only for scanning: each decoded string value appears in it whole. `map`
+/// gets, after each escape, its end in `s` and in `out`.
+fn json_unescape_copy(s: &str, out: &mut String, map: &mut Vec<(u32, u32)>) {
     out.clear();
+    map.clear();
     let b = s.as_bytes();
     let mut i = 0;
     let mut from = 0;
@@ -516,6 +524,7 @@ fn json_unescape_copy(s: &str, out: &mut String) {
         out.push(ch);
         i = (at + len).min(b.len());
         from = i;
+        map.push((i as u32, out.len() as u32));
     }
     out.push_str(&s[from..]);
 }

@@ -111,7 +111,7 @@ impl Ruleset {
         match key.rules {
             Some(r) => bits.copy_from(r),
             None => {
-                self.keyword_candidates(key.name, &mut bits);
+                self.keyword_candidates(key.name, &mut bits, &mut sc.scan_cache);
                 bits.intersect_with(&self.context_rules);
             }
         }
@@ -222,7 +222,7 @@ impl Ruleset {
             Some(_) => None,
             None => {
                 let mut b = sc.take_bits();
-                self.candidates(text, &mut b, &mut sc.patset);
+                self.candidates(text, &mut b, &mut sc.scan_cache);
                 Some(b)
             }
         };

@@ -3,23 +3,17 @@
 //!
 //! Compilation does every expensive thing once: regexes are built, keywords
 //! go into one Aho-Corasick automaton, rules without keywords go into one
-//! multi-pattern regex (so a clean line costs two linear scans whatever the
+//! multi-pattern lazy DFA (the two are walked together in one pass over a
+//! line, see [`super::scan`], so a clean line costs one scan whatever the
 //! number of rules), and field-name rules go into a hash index.
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind as AcMatchKind};
-use regex_automata::{MatchKind, PatternSet, meta};
-
 use super::RuleError;
 use super::action::HashKey;
+pub(crate) use super::scan::{KwRule, LineScan, Prefilter, ScanCache, Sink};
 use super::spec::{ActionKind, Category, GroupSpec, PatternEngine, RuleFile, Source, TestSpec};
 use super::validate::Validator;
-
-/// Keyword count up to which the keyword automaton is a DFA.
-const AC_DFA_MAX_KEYWORDS: usize = 5_000;
-/// Rulesets with more keywords than this get no combined gate regex.
-const GATE_MAX_KEYWORDS: usize = 64;
 
 /// Default backtrack limit suggested in messages; fancy rules must set one.
 pub const SUGGESTED_BACKTRACK_LIMIT: usize = 100_000;
@@ -102,57 +96,6 @@ pub struct Ruleset {
     /// member's name next to its value.
     pub(crate) context_rules: RuleBits,
     pub(crate) time_budget: Option<std::time::Duration>,
-}
-
-/// A rule enabled by a keyword match: the keyword's length and, for
-/// case-sensitive keywords, its spelling.
-#[derive(Debug, Clone, PartialEq)]
-struct KwRule {
-    rule: u32,
-    len: u32,
-    exact: Option<Box<str>>,
-}
-
-/// A keyword occurrence: `[start, end)` in the scanned text, and a rule it
-/// enables (case-sensitivity already checked).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct KwHit {
-    pub start: u32,
-    pub end: u32,
-    pub rule: u32,
-}
-
-/// The result of scanning a whole line once, reused for each of its values.
-#[derive(Debug, Default)]
-pub(crate) struct LineScan {
-    /// Every rule that may match somewhere in the line.
-    pub all: RuleBits,
-    /// Rules that are not keyword-gated (multi-pattern set and always-run).
-    pub unkeyed: RuleBits,
-    /// Keyword occurrences sorted by start, when positions in the scanned
-    /// text are positions in the line (`positional`).
-    pub kw: Vec<KwHit>,
-    pub positional: bool,
-}
-
-/// Keyword automaton plus the one-pass set of keyword-less patterns.
-#[derive(Debug)]
-pub(crate) struct Prefilter {
-    ac: Option<AhoCorasick>,
-    /// For each Aho-Corasick pattern (lower-cased), the rules it enables:
-    /// its own and those of every keyword that is a prefix of it (see
-    /// `keyword_scan`), each with that keyword's length and, for rules
-    /// whose keywords are case-sensitive, its exact spelling.
-    ac_rules: Vec<Vec<KwRule>>,
-    set: Option<meta::Regex>,
-    /// For each pattern in `set`, its rule.
-    set_rules: Vec<u32>,
-    /// Rules that must always run (fancy rules without keywords).
-    always: Vec<u32>,
-    /// Every keyword and every `set` pattern in one regex, asked only
-    /// "does anything match?": most lines are clean, and for them this one
-    /// pass replaces the keyword scan and the set scan.
-    gate: Option<meta::Regex>,
 }
 
 /// Normalised field names to rules.
@@ -303,11 +246,7 @@ impl Ruleset {
                 let exact = r
                     .keywords_case_sensitive
                     .then(|| kw.clone().into_boxed_str());
-                let kr = KwRule {
-                    rule: i,
-                    len: kw.len() as u32,
-                    exact,
-                };
+                let kr = KwRule { rule: i, exact };
                 if !ac_rules[slot].contains(&kr) {
                     ac_rules[slot].push(kr);
                 }
@@ -328,91 +267,10 @@ impl Ruleset {
                 always.push(i);
             }
         }
-        // Leftmost-longest search reports one keyword per start position;
-        // the shorter keywords starting there are its prefixes, so each
-        // pattern also carries their rules.
-        // (Each pattern's prefixes are looked up by length: linear in the
-        // number of keywords, where comparing all pairs was quadratic.)
-        let own = ac_rules.clone();
-        for (a, pa) in ac_pats.iter().enumerate() {
-            for end in (1..pa.len()).filter(|&e| pa.is_char_boundary(e)) {
-                let Some(&b) = ac_index.get(&pa[..end]) else {
-                    continue;
-                };
-                for kr in &own[b] {
-                    if !ac_rules[a].contains(kr) {
-                        ac_rules[a].push(kr.clone());
-                    }
-                }
-            }
-        }
-        let ac = if ac_pats.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(AcMatchKind::LeftmostLongest)
-                    // A DFA is fastest; past a few thousand keywords its
-                    // size grows faster than its speed pays back.
-                    .kind(if ac_pats.len() <= AC_DFA_MAX_KEYWORDS {
-                        Some(aho_corasick::AhoCorasickKind::DFA)
-                    } else {
-                        None
-                    })
-                    .build(&ac_pats)
-                    .map_err(|e| RuleError::Internal(format!("keyword automaton: {e}")))?,
-            )
-        };
-        let set = if set_pats.is_empty() {
-            None
-        } else {
-            Some(
-                meta::Regex::builder()
-                    // No literal prefilter: the set's literals are things
-                    // like "any digit", which would stop the scan at every
-                    // digit. One pass of the lazy DFA is faster here.
-                    .configure(
-                        meta::Regex::config()
-                            .match_kind(MatchKind::All)
-                            .auto_prefilter(false)
-                            .hybrid_cache_capacity(16 << 20),
-                    )
-                    .build_many(&set_pats)
-                    .map_err(|e| RuleError::Internal(format!("multi-pattern set: {e}")))?,
-            )
-        };
-        let gate_pats: Vec<String> = ac_pats
-            .iter()
-            .map(|k| format!("(?i:{})", regex::escape(k)))
-            .chain(set_pats.iter().cloned())
-            .collect();
-        // Measured on the shared corpus: with a few dozen keywords the
-        // combined regex is one fast pass; with hundreds its lazy DFA grows
-        // too large and the gate costs more than the two scans it saves.
-        let gate =
-            if gate_pats.is_empty() || !always.is_empty() || ac_pats.len() > GATE_MAX_KEYWORDS {
-                None
-            } else {
-                meta::Regex::builder()
-                    .configure(
-                        meta::Regex::config()
-                            .auto_prefilter(false)
-                            .hybrid_cache_capacity(16 << 20),
-                    )
-                    .build_many(&gate_pats)
-                    .ok()
-            };
+        let prefilter = Prefilter::build(&ac_pats, ac_rules, &set_pats, set_rules, always)?;
         Ok(Ruleset {
             rules,
-            prefilter: Prefilter {
-                ac,
-                ac_rules,
-                set,
-                set_rules,
-                always,
-                gate,
-            },
+            prefilter,
             keys,
             hash_key: HashKey::new(opts.hash_key.clone()),
             time_budget: opts.time_budget,
@@ -465,13 +323,16 @@ impl Ruleset {
     /// Fills `out` with the rules worth running on `text`: rules whose
     /// keyword occurs, rules of the multi-pattern set that match somewhere,
     /// and the always-run rules.
-    pub(crate) fn candidates(&self, text: &str, out: &mut RuleBits, patset: &mut PatternSet) {
-        if !self.may_match(text) {
-            out.reset(self.rules.len());
-            return;
-        }
-        self.keyword_scan(text, out, None);
-        self.unkeyed_candidates(text, out, patset);
+    pub(crate) fn candidates(&self, text: &str, out: &mut RuleBits, cache: &mut ScanCache) {
+        let mut sink = Sink {
+            all: out,
+            set: true,
+            unkeyed: None,
+            kw: None,
+            ends: None,
+        };
+        self.prefilter
+            .pass(text, &mut sink, cache, self.rules.len());
     }
 
     /// Scans a whole line once: see [`LineScan`].
@@ -480,115 +341,37 @@ impl Ruleset {
         text: &str,
         positional: bool,
         scan: &mut LineScan,
-        patset: &mut PatternSet,
+        cache: &mut ScanCache,
     ) {
-        scan.kw.clear();
         scan.positional = positional;
-        scan.unkeyed.reset(self.rules.len());
-        if !self.may_match(text) {
-            scan.all.reset(self.rules.len());
-            return;
-        }
-        self.unkeyed_candidates(text, &mut scan.unkeyed, patset);
-        self.keyword_scan(text, &mut scan.all, positional.then_some(&mut scan.kw));
-        scan.all.union_with(&scan.unkeyed);
-        if positional {
-            scan.kw.sort_unstable_by_key(|h| h.start);
-        }
-    }
-
-    /// False only when no keyword occurs and no keyword-less rule matches.
-    fn may_match(&self, text: &str) -> bool {
-        match &self.prefilter.gate {
-            Some(g) => g.is_match(text),
-            None => true,
-        }
-    }
-
-    /// Rules whose keyword lies inside `[lo, hi)` of a positional scan,
-    /// restricted to `mask` when given, added to `out`.
-    pub(crate) fn rules_within(
-        kw: &[KwHit],
-        lo: usize,
-        hi: usize,
-        mask: Option<&RuleBits>,
-        out: &mut RuleBits,
-    ) {
-        let first = kw.partition_point(|h| (h.start as usize) < lo);
-        for h in kw[first..].iter().take_while(|h| (h.start as usize) < hi) {
-            if h.end as usize <= hi && mask.is_none_or(|m| m.contains(h.rule)) {
-                out.insert(h.rule);
-            }
-        }
-    }
-
-    fn unkeyed_candidates(&self, text: &str, out: &mut RuleBits, patset: &mut PatternSet) {
-        let pf = &self.prefilter;
-        if let Some(set) = &pf.set {
-            patset.clear();
-            let input = regex_automata::Input::new(text);
-            // Most lines match none: `is_match` runs the lazy DFA's fast
-            // loop, and only a line that matches pays for the overlapping
-            // search that names every matching pattern.
-            if set.is_match(input.clone()) {
-                set.which_overlapping_matches(&input, patset);
-            }
-            for p in patset.iter() {
-                out.insert(pf.set_rules[p.as_usize()]);
-            }
-        }
-        for &r in &pf.always {
-            out.insert(r);
-        }
+        let mut sink = Sink {
+            all: &mut scan.all,
+            set: true,
+            unkeyed: Some(&mut scan.unkeyed),
+            kw: Some(&mut scan.kw),
+            ends: Some(&mut scan.ends),
+        };
+        scan.ends_known = self
+            .prefilter
+            .pass(text, &mut sink, cache, self.rules.len());
     }
 
     /// Fills `out` with the rules whose keyword occurs in `text` (only).
-    pub(crate) fn keyword_candidates(&self, text: &str, out: &mut RuleBits) {
-        self.keyword_scan(text, out, None);
+    pub(crate) fn keyword_candidates(&self, text: &str, out: &mut RuleBits, cache: &mut ScanCache) {
+        let mut sink = Sink {
+            all: out,
+            set: false,
+            unkeyed: None,
+            kw: None,
+            ends: None,
+        };
+        self.prefilter
+            .pass(text, &mut sink, cache, self.rules.len());
     }
 
-    fn keyword_scan(&self, text: &str, out: &mut RuleBits, mut positions: Option<&mut Vec<KwHit>>) {
-        out.reset(self.rules.len());
-        let Some(ac) = &self.prefilter.ac else { return };
-        // Every occurrence of every keyword, without an overlapping search
-        // (which cannot use the automaton's prefilter): find the leftmost
-        // longest match, note it and the keywords that are its prefixes,
-        // and search again from the next byte.
-        let bytes = text.as_bytes();
-        let mut at = 0;
-        while let Some(m) = ac.find(aho_corasick::Input::new(text).span(at..text.len())) {
-            let start = m.start();
-            for kr in &self.prefilter.ac_rules[m.pattern().as_usize()] {
-                let end = start + kr.len as usize;
-                // One case-insensitive automaton serves both kinds of
-                // keyword; case-sensitive ones are confirmed here, on the
-                // (rare) match only.
-                if kr
-                    .exact
-                    .as_deref()
-                    .is_none_or(|e| bytes[start..end] == *e.as_bytes())
-                {
-                    out.insert(kr.rule);
-                    if let Some(p) = positions.as_mut() {
-                        p.push(KwHit {
-                            start: start as u32,
-                            end: end as u32,
-                            rule: kr.rule,
-                        });
-                    }
-                }
-            }
-            at = start + 1;
-            // Keywords are ASCII-led in practice, but never split a char.
-            while at < text.len() && !text.is_char_boundary(at) {
-                at += 1;
-            }
-        }
-    }
-
-    /// A pattern set sized for this ruleset's multi-pattern regex.
-    pub(crate) fn new_patset(&self) -> PatternSet {
-        PatternSet::new(self.prefilter.set_rules.len())
+    /// Per-thread search state for this ruleset's prefilter.
+    pub(crate) fn new_scan_cache(&self) -> ScanCache {
+        self.prefilter.new_cache()
     }
 
     /// True when some rule matches field names.
@@ -1169,11 +952,12 @@ hit = "{\"plain\":\"x\"}"
              [[rules]]\nid='b'\ncategory='secret'\npattern='(?i)pass=\\w+'\nkeywords=['PASS=']\n",
         );
         let mut bits = RuleBits::default();
-        rs.keyword_candidates("x AKIAABCDEFGHIJKLMNOP", &mut bits);
+        let mut c = rs.new_scan_cache();
+        rs.keyword_candidates("x AKIAABCDEFGHIJKLMNOP", &mut bits, &mut c);
         assert_eq!(bits.iter().collect::<Vec<_>>(), vec![0]);
-        rs.keyword_candidates("x akiaabcdefghijklmnop", &mut bits);
+        rs.keyword_candidates("x akiaabcdefghijklmnop", &mut bits, &mut c);
         assert!(bits.is_empty());
-        rs.keyword_candidates("x pass=1", &mut bits);
+        rs.keyword_candidates("x pass=1", &mut bits, &mut c);
         assert_eq!(bits.iter().collect::<Vec<_>>(), vec![1]);
     }
 }

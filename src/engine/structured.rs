@@ -11,6 +11,7 @@ use crate::decode::json::{JsonError, Scanner, Token, decode_string, encode_strin
 use super::action::render;
 use super::redact::{KeyCtx, finding, has_percent_escape};
 use super::ruleset::{LineScan, RuleBits, Ruleset};
+use super::scan::{rules_ending_within, rules_within};
 use super::spec::ActionKind;
 use super::{Scratch, Stats};
 
@@ -310,9 +311,19 @@ impl Ruleset {
         let cands = match scan {
             None => None,
             Some(ls) if ls.positional => {
-                // Keyword rules only where their keyword is inside this value.
-                vb.copy_from(&ls.unkeyed);
-                Ruleset::rules_within(&ls.kw, span.0, span.1, None, &mut vb);
+                // Keyword rules only where their keyword is inside this
+                // value, set rules only where one of their matches ends.
+                let (lo, hi) = (ls.to_scanned(span.0), ls.to_scanned(span.1));
+                if ls.ends_known {
+                    vb.reset(self.rules.len());
+                    rules_ending_within(&ls.ends, lo, hi, &mut vb);
+                    for &r in self.prefilter.always() {
+                        vb.insert(r);
+                    }
+                } else {
+                    vb.copy_from(&ls.unkeyed);
+                }
+                rules_within(&ls.kw, lo, hi, None, &mut vb);
                 Some(&vb)
             }
             Some(ls) => Some(&ls.all),
@@ -322,8 +333,9 @@ impl Ruleset {
             (None, _) => None,
             (Some((name, _)), None) => Some(KeyCtx { name, rules: None }),
             (Some((name, (lo, hi))), Some(ls)) if ls.positional => {
+                let (lo, hi) = (ls.to_scanned(lo), ls.to_scanned(hi));
                 kb.reset(self.rules.len());
-                Ruleset::rules_within(&ls.kw, lo, hi, Some(&self.context_rules), &mut kb);
+                rules_within(&ls.kw, lo, hi, Some(&self.context_rules), &mut kb);
                 (!kb.is_empty()).then_some(KeyCtx {
                     name,
                     rules: Some(&kb),

@@ -1,0 +1,624 @@
+//! The prefilter: one pass over a line that finds which rules can match
+//! where.
+//!
+//! Two automata read the same bytes in one loop: the keyword automaton
+//! (Aho-Corasick over every rule's keywords, ASCII case folded) and the
+//! pattern set (one lazy DFA over the patterns of the rules that have no
+//! keyword: card numbers, IP addresses, the JSON member form of field-name
+//! rules, ...). The pass reports every keyword occurrence with its span and
+//! every pattern-set match with the position where it ends.
+//!
+//! Why one hand-written loop instead of the libraries' own search calls: a
+//! DFA step is one table load that depends on the previous one, so one
+//! automaton walks a line at about one load latency per byte (~470 MB/s
+//! for either automaton on the 2-core bench machine). Walking both in the
+//! same loop gives the CPU two independent chains to overlap: measured on a
+//! 20 MB slice of the shared corpus with the built-in library, the keyword
+//! search plus the set search took 1/477 + 1/397 s per MB (217 MB/s), the
+//! joint walk 337 MB/s. The libraries expose exactly what such a loop needs
+//! (`aho_corasick::automaton::Automaton`, `regex_automata::hybrid::dfa`),
+//! so the automata themselves stay theirs.
+//!
+//! Match ends (not just "this rule matched somewhere in the line") are what
+//! let the JSON walk run a keyword-less rule only on the values that hold
+//! one of its matches: a match inside a value is a match in the line that
+//! ends inside the value (word boundaries agree, since a JSON value is
+//! bounded by quotes or punctuation; anchored patterns turn the line-level
+//! fast path off altogether, see `Ruleset::raw_scan_is_superset`).
+
+use aho_corasick::automaton::Automaton;
+use aho_corasick::{Anchored as AcAnchored, MatchKind as AcMatchKind};
+use regex_automata::nfa::thompson::{self, WhichCaptures, pikevm::PikeVM};
+use regex_automata::util::primitives::PatternID;
+use regex_automata::{Input, MatchKind, PatternSet, hybrid};
+
+use super::RuleError;
+use super::ruleset::RuleBits;
+
+/// Keyword count up to which the keyword automaton is a DFA; past a few
+/// thousand keywords its size grows faster than its speed pays back.
+const AC_DFA_MAX_KEYWORDS: usize = 5_000;
+
+/// A rule enabled by a keyword: the keyword's length and, for
+/// case-sensitive keywords, its spelling.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KwRule {
+    pub rule: u32,
+    pub exact: Option<Box<str>>,
+}
+
+/// A keyword occurrence: `[start, end)` in the scanned text, and a rule it
+/// enables (case-sensitivity already checked).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KwHit {
+    pub start: u32,
+    pub end: u32,
+    pub rule: u32,
+}
+
+/// A pattern-set match of `rule` that ends at `end` (exclusive).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EndHit {
+    pub end: u32,
+    pub rule: u32,
+}
+
+/// The result of scanning a whole line once, reused for each of its values.
+#[derive(Debug, Default)]
+pub(crate) struct LineScan {
+    /// Every rule that may match somewhere in the line.
+    pub all: RuleBits,
+    /// Rules that are not keyword-gated (pattern set and always-run).
+    pub unkeyed: RuleBits,
+    /// Keyword occurrences in order of their end, when positions in the
+    /// scanned text can be told from positions in the line (`positional`).
+    pub kw: Vec<KwHit>,
+    /// Pattern-set match ends in order, when `positional` and `ends_known`.
+    pub ends: Vec<EndHit>,
+    /// False when the set's walk had to fall back to a search that does not
+    /// report positions (then `unkeyed` serves every value).
+    pub ends_known: bool,
+    pub positional: bool,
+    /// When the scanned text is the line with its JSON escapes decoded:
+    /// after each escape, its end in the line and in the scanned text.
+    /// Empty: the scanned text is the line.
+    pub map: Vec<(u32, u32)>,
+}
+
+impl LineScan {
+    /// The offset in the scanned text of offset `at` of the line (`at`
+    /// outside an escape, as a value's or name's boundary always is).
+    pub(crate) fn to_scanned(&self, at: usize) -> usize {
+        let k = self.map.partition_point(|&(line, _)| line as usize <= at);
+        match k.checked_sub(1).map(|k| self.map[k]) {
+            Some((line, scanned)) => scanned as usize + (at - line as usize),
+            None => at,
+        }
+    }
+}
+
+/// The keyword automaton: a DFA for the usual few hundred keywords, a
+/// contiguous NFA for very large rule sets.
+#[derive(Debug)]
+enum Keywords {
+    Dfa(aho_corasick::dfa::DFA),
+    Nfa(aho_corasick::nfa::contiguous::NFA),
+}
+
+/// The pattern set: a lazy DFA, and a PikeVM over the same NFA for the rare
+/// text the lazy DFA gives up on (a quit byte of a Unicode word boundary).
+#[derive(Debug)]
+struct Set {
+    dfa: Option<hybrid::dfa::DFA>,
+    pike: PikeVM,
+}
+
+/// Keyword automaton plus the pattern set of keyword-less rules.
+#[derive(Debug)]
+pub(crate) struct Prefilter {
+    keywords: Option<Keywords>,
+    /// For each keyword (lower-cased), the rules it enables.
+    kw_rules: Vec<Vec<KwRule>>,
+    set: Option<Set>,
+    /// For each pattern of `set`, its rule.
+    set_rules: Vec<u32>,
+    /// Rules that must always run (fancy rules without keywords).
+    always: Vec<u32>,
+}
+
+/// Per-thread search state of a [`Prefilter`].
+#[derive(Debug)]
+pub(crate) struct ScanCache {
+    dfa: Option<hybrid::dfa::Cache>,
+    pike: Option<regex_automata::nfa::thompson::pikevm::Cache>,
+    patset: PatternSet,
+}
+
+/// What one pass fills in. `all` gets every candidate rule; the others are
+/// optional extras of the line-level scan.
+pub(crate) struct Sink<'a> {
+    pub all: &'a mut RuleBits,
+    /// Run the pattern set (false: keywords only).
+    pub set: bool,
+    /// Rules found by the set (and the always-run rules).
+    pub unkeyed: Option<&'a mut RuleBits>,
+    pub kw: Option<&'a mut Vec<KwHit>>,
+    pub ends: Option<&'a mut Vec<EndHit>>,
+}
+
+impl Prefilter {
+    /// Builds the automata. `keywords[i]` enables `kw_rules[i]`;
+    /// `set_pats[i]` is the pattern of rule `set_rules[i]`.
+    pub(crate) fn build(
+        keywords: &[String],
+        kw_rules: Vec<Vec<KwRule>>,
+        set_pats: &[String],
+        set_rules: Vec<u32>,
+        always: Vec<u32>,
+    ) -> Result<Prefilter, RuleError> {
+        let kw_err =
+            |e: aho_corasick::BuildError| RuleError::Internal(format!("keyword automaton: {e}"));
+        let automaton = if keywords.is_empty() {
+            None
+        } else if keywords.len() <= AC_DFA_MAX_KEYWORDS {
+            Some(Keywords::Dfa(
+                aho_corasick::dfa::Builder::new()
+                    .ascii_case_insensitive(true)
+                    // Standard semantics: walking the states reports every
+                    // occurrence of every keyword, overlapping ones too.
+                    .match_kind(AcMatchKind::Standard)
+                    .prefilter(false)
+                    .build(keywords)
+                    .map_err(kw_err)?,
+            ))
+        } else {
+            Some(Keywords::Nfa(
+                aho_corasick::nfa::contiguous::Builder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(AcMatchKind::Standard)
+                    .prefilter(false)
+                    .build(keywords)
+                    .map_err(kw_err)?,
+            ))
+        };
+        let set = if set_pats.is_empty() {
+            None
+        } else {
+            let set_err =
+                |e: &dyn std::fmt::Display| RuleError::Internal(format!("pattern set: {e}"));
+            let nfa = thompson::Compiler::new()
+                .configure(thompson::Config::new().which_captures(WhichCaptures::Implicit))
+                .build_many(set_pats)
+                .map_err(|e| set_err(&e))?;
+            let dfa = hybrid::dfa::Builder::new()
+                .configure(
+                    hybrid::dfa::DFA::config()
+                        .match_kind(MatchKind::All)
+                        .unicode_word_boundary(true)
+                        .cache_capacity(16 << 20),
+                )
+                .build_from_nfa(nfa.clone())
+                // Too large for the cache: the PikeVM alone (slow, correct).
+                .ok();
+            let pike = PikeVM::builder()
+                .configure(PikeVM::config().match_kind(MatchKind::All))
+                .build_from_nfa(nfa)
+                .map_err(|e| set_err(&e))?;
+            Some(Set { dfa, pike })
+        };
+        Ok(Prefilter {
+            keywords: automaton,
+            kw_rules,
+            set,
+            set_rules,
+            always,
+        })
+    }
+
+    pub(crate) fn new_cache(&self) -> ScanCache {
+        ScanCache {
+            dfa: self
+                .set
+                .as_ref()
+                .and_then(|s| s.dfa.as_ref().map(|d| d.create_cache())),
+            pike: self.set.as_ref().map(|s| s.pike.create_cache()),
+            patset: PatternSet::new(self.set_rules.len()),
+        }
+    }
+
+    /// Rules that always run.
+    pub(crate) fn always(&self) -> &[u32] {
+        &self.always
+    }
+
+    /// One pass over `text`, filling `sink` (its bit sets are reset first,
+    /// its lists cleared). Returns false when the set's match ends are not
+    /// known (the set fell back to a search without positions).
+    pub(crate) fn pass(
+        &self,
+        text: &str,
+        sink: &mut Sink<'_>,
+        cache: &mut ScanCache,
+        n_rules: usize,
+    ) -> bool {
+        sink.all.reset(n_rules);
+        if let Some(u) = sink.unkeyed.as_deref_mut() {
+            u.reset(n_rules);
+        }
+        if let Some(k) = sink.kw.as_deref_mut() {
+            k.clear();
+        }
+        if let Some(e) = sink.ends.as_deref_mut() {
+            e.clear();
+        }
+        let set = if sink.set { self.set.as_ref() } else { None };
+        let dfa = set.and_then(|s| s.dfa.as_ref().zip(cache.dfa.as_mut()));
+        let no_dfa = set.is_some() && dfa.is_none();
+        let walked = match &self.keywords {
+            Some(Keywords::Dfa(a)) => self.walk(a, text, dfa, sink),
+            Some(Keywords::Nfa(a)) => self.walk(a, text, dfa, sink),
+            None => self.walk_set(text, dfa, sink),
+        };
+        let walked = if no_dfa { Walked::SetFailed } else { walked };
+        let ends_known = match (set, walked) {
+            (None, _) => true,
+            (Some(_), Walked::Done) => true,
+            (Some(s), Walked::SetFailed) => {
+                // The pattern set without positions: correct, slower.
+                if let Some(e) = sink.ends.as_deref_mut() {
+                    e.clear();
+                }
+                if let Some(pc) = cache.pike.as_mut() {
+                    cache.patset.clear();
+                    s.pike
+                        .which_overlapping_matches(pc, &Input::new(text), &mut cache.patset);
+                    for p in cache.patset.iter() {
+                        self.set_hit(p, None, sink);
+                    }
+                }
+                false
+            }
+        };
+        if sink.set {
+            for &r in &self.always {
+                sink.all.insert(r);
+                if let Some(u) = sink.unkeyed.as_deref_mut() {
+                    u.insert(r);
+                }
+            }
+        }
+        ends_known
+    }
+
+    /// The joint walk: keyword automaton and (when given) the set's lazy DFA
+    /// over the same bytes.
+    fn walk<A: Automaton>(
+        &self,
+        ac: &A,
+        text: &str,
+        mut dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
+        sink: &mut Sink<'_>,
+    ) -> Walked {
+        let bytes = text.as_bytes();
+        let Ok(mut a) = ac.start_state(AcAnchored::No) else {
+            return self.walk_set(text, dfa, sink);
+        };
+        let Some((d, c)) = dfa.as_mut() else {
+            for (i, &b) in bytes.iter().enumerate() {
+                a = ac.next_state(AcAnchored::No, a, b);
+                if ac.is_special(a) && ac.is_match(a) {
+                    self.kw_hits(ac, a, i + 1, bytes, sink);
+                }
+            }
+            return Walked::Done;
+        };
+        let Ok(mut s) = d.start_state_forward(c, &Input::new(bytes)) else {
+            return self.finish_keywords(ac, a, 0, bytes, sink);
+        };
+        for (i, &b) in bytes.iter().enumerate() {
+            a = ac.next_state(AcAnchored::No, a, b);
+            if ac.is_special(a) && ac.is_match(a) {
+                self.kw_hits(ac, a, i + 1, bytes, sink);
+            }
+            s = match d.next_state(c, s, b) {
+                Ok(s) => s,
+                Err(_) => return self.finish_keywords(ac, a, i + 1, bytes, sink),
+            };
+            if s.is_tagged() {
+                if s.is_match() {
+                    // A lazy DFA reports matches one byte late.
+                    self.set_matches(d, c, s, i, sink);
+                } else if s.is_quit() {
+                    return self.finish_keywords(ac, a, i + 1, bytes, sink);
+                } else if s.is_dead() {
+                    return match self.finish_keywords(ac, a, i + 1, bytes, sink) {
+                        Walked::SetFailed => Walked::Done,
+                        w => w,
+                    };
+                }
+            }
+        }
+        match d.next_eoi_state(c, s) {
+            Ok(s) if s.is_match() => self.set_matches(d, c, s, bytes.len(), sink),
+            Ok(_) => {}
+            Err(_) => return Walked::SetFailed,
+        }
+        Walked::Done
+    }
+
+    /// The rest of the keyword walk after the set stopped at `from`:
+    /// reports `SetFailed` (the caller redoes the set without positions).
+    fn finish_keywords<A: Automaton>(
+        &self,
+        ac: &A,
+        mut a: aho_corasick::automaton::StateID,
+        from: usize,
+        bytes: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Walked {
+        for (i, &b) in bytes.iter().enumerate().skip(from) {
+            a = ac.next_state(AcAnchored::No, a, b);
+            if ac.is_special(a) && ac.is_match(a) {
+                self.kw_hits(ac, a, i + 1, bytes, sink);
+            }
+        }
+        Walked::SetFailed
+    }
+
+    /// The set alone (no keywords in the rule set).
+    fn walk_set(
+        &self,
+        text: &str,
+        dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
+        sink: &mut Sink<'_>,
+    ) -> Walked {
+        let bytes = text.as_bytes();
+        let Some((d, c)) = dfa else {
+            return Walked::Done;
+        };
+        let Ok(mut s) = d.start_state_forward(c, &Input::new(bytes)) else {
+            return Walked::SetFailed;
+        };
+        for (i, &b) in bytes.iter().enumerate() {
+            s = match d.next_state(c, s, b) {
+                Ok(s) => s,
+                Err(_) => return Walked::SetFailed,
+            };
+            if s.is_tagged() {
+                if s.is_match() {
+                    self.set_matches(d, c, s, i, sink);
+                } else if s.is_quit() {
+                    return Walked::SetFailed;
+                } else if s.is_dead() {
+                    return Walked::Done;
+                }
+            }
+        }
+        match d.next_eoi_state(c, s) {
+            Ok(s) if s.is_match() => self.set_matches(d, c, s, bytes.len(), sink),
+            Ok(_) => {}
+            Err(_) => return Walked::SetFailed,
+        }
+        Walked::Done
+    }
+
+    /// Records the keywords that end at `end` (the automaton is in match
+    /// state `a`).
+    #[inline(never)]
+    fn kw_hits<A: Automaton>(
+        &self,
+        ac: &A,
+        a: aho_corasick::automaton::StateID,
+        end: usize,
+        bytes: &[u8],
+        sink: &mut Sink<'_>,
+    ) {
+        for k in 0..ac.match_len(a) {
+            let pid = ac.match_pattern(a, k);
+            let start = end - ac.pattern_len(pid);
+            for kr in &self.kw_rules[pid.as_usize()] {
+                // One case-insensitive automaton serves both kinds of
+                // keyword; case-sensitive ones are confirmed here, on the
+                // (rare) match only.
+                if kr
+                    .exact
+                    .as_deref()
+                    .is_some_and(|e| bytes[start..end] != *e.as_bytes())
+                {
+                    continue;
+                }
+                sink.all.insert(kr.rule);
+                if let Some(p) = sink.kw.as_deref_mut() {
+                    p.push(KwHit {
+                        start: start as u32,
+                        end: end as u32,
+                        rule: kr.rule,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Records the set patterns that match ending at `end`.
+    #[inline(never)]
+    fn set_matches(
+        &self,
+        d: &hybrid::dfa::DFA,
+        c: &hybrid::dfa::Cache,
+        s: hybrid::LazyStateID,
+        end: usize,
+        sink: &mut Sink<'_>,
+    ) {
+        for k in 0..d.match_len(c, s) {
+            self.set_hit(d.match_pattern(c, s, k), Some(end), sink);
+        }
+    }
+
+    fn set_hit(&self, p: PatternID, end: Option<usize>, sink: &mut Sink<'_>) {
+        let rule = self.set_rules[p.as_usize()];
+        sink.all.insert(rule);
+        if let Some(u) = sink.unkeyed.as_deref_mut() {
+            u.insert(rule);
+        }
+        if let (Some(e), Some(end)) = (sink.ends.as_deref_mut(), end) {
+            e.push(EndHit {
+                end: end as u32,
+                rule,
+            });
+        }
+    }
+}
+
+/// How a walk ended.
+enum Walked {
+    Done,
+    /// The set's lazy DFA gave up part way: its results are incomplete.
+    SetFailed,
+}
+
+/// Rules whose keyword lies inside `[lo, hi)` of a positional scan,
+/// restricted to `mask` when given, added to `out`. `kw` is in order of
+/// keyword end.
+pub(crate) fn rules_within(
+    kw: &[KwHit],
+    lo: usize,
+    hi: usize,
+    mask: Option<&RuleBits>,
+    out: &mut RuleBits,
+) {
+    // Ends are ordered; a keyword inside the span ends in (lo, hi].
+    let first = kw.partition_point(|h| (h.end as usize) <= lo);
+    for h in kw[first..].iter().take_while(|h| (h.end as usize) <= hi) {
+        if h.start as usize >= lo && mask.is_none_or(|m| m.contains(h.rule)) {
+            out.insert(h.rule);
+        }
+    }
+}
+
+/// Rules of the pattern set with a match ending inside `(lo, hi]`, added
+/// to `out`.
+pub(crate) fn rules_ending_within(ends: &[EndHit], lo: usize, hi: usize, out: &mut RuleBits) {
+    let first = ends.partition_point(|h| (h.end as usize) <= lo);
+    for h in ends[first..].iter().take_while(|h| (h.end as usize) <= hi) {
+        out.insert(h.rule);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{CompileOptions, Ruleset, Scratch, Source, Stats};
+
+    fn compile(text: &str) -> Ruleset {
+        let src = Source {
+            name: "t.toml".into(),
+            text: text.into(),
+        };
+        Ruleset::compile(&[src], &CompileOptions::default()).unwrap()
+    }
+
+    const RULES: &str = r#"
+[[rules]]
+id = "short"
+category = "secret"
+pattern = 'ab[0-9]+'
+keywords = ["ab"]
+[[rules]]
+id = "long"
+category = "secret"
+pattern = 'abc[0-9]+'
+keywords = ["ABC"]
+keywords_case_sensitive = true
+[[rules]]
+id = "digits"
+category = "pii"
+pattern = '\b[0-9]{3}-[0-9]{4}\b'
+"#;
+
+    fn line_scan(rs: &Ruleset, text: &str) -> (LineScan, bool) {
+        let mut scan = LineScan::default();
+        let mut cache = rs.new_scan_cache();
+        let mut sink = Sink {
+            all: &mut scan.all,
+            set: true,
+            unkeyed: Some(&mut scan.unkeyed),
+            kw: Some(&mut scan.kw),
+            ends: Some(&mut scan.ends),
+        };
+        let known = rs.prefilter.pass(text, &mut sink, &mut cache, rs.rules.len());
+        (scan, known)
+    }
+
+    #[test]
+    fn one_pass_reports_overlapping_keywords_and_set_match_ends() {
+        let rs = compile(RULES);
+        // "ab" is a prefix of "abc": both occurrences are reported, at
+        // their own spans; "abc" only where its case matches.
+        let text = "x ABC1 abc2 555-1234";
+        let (scan, known) = line_scan(&rs, text);
+        assert!(known);
+        let kw: Vec<(u32, u32, u32)> = scan.kw.iter().map(|h| (h.start, h.end, h.rule)).collect();
+        assert_eq!(kw, vec![(2, 4, 0), (2, 5, 1), (7, 9, 0)]);
+        let ends: Vec<(u32, u32)> = scan.ends.iter().map(|h| (h.end, h.rule)).collect();
+        assert_eq!(ends, vec![(20, 2)], "the set match ends at the line's end");
+        assert_eq!(scan.all.iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(scan.unkeyed.iter().collect::<Vec<_>>(), vec![2]);
+
+        let mut bits = RuleBits::default();
+        bits.reset(3);
+        rules_within(&scan.kw, 7, 11, None, &mut bits);
+        assert_eq!(bits.iter().collect::<Vec<_>>(), vec![0], "only keywords inside [7, 11)");
+        bits.reset(3);
+        rules_ending_within(&scan.ends, 12, 20, &mut bits);
+        assert_eq!(bits.iter().collect::<Vec<_>>(), vec![2]);
+        bits.reset(3);
+        rules_ending_within(&scan.ends, 0, 19, &mut bits);
+        assert!(bits.is_empty());
+    }
+
+    #[test]
+    fn a_set_the_lazy_dfa_gives_up_on_falls_back_without_positions() {
+        // `\<` is a Unicode word boundary: the lazy DFA quits on the first
+        // non-ASCII byte, and the PikeVM answers for the whole line.
+        let rs = compile(
+            "[[rules]]\nid='w'\ncategory='secret'\npattern='\\<zz[0-9]{4}'\n[[rules.tests]]\nhit='a zz1234'\n",
+        );
+        let (scan, known) = line_scan(&rs, "é zz1234");
+        assert!(!known);
+        assert!(scan.ends.is_empty());
+        assert_eq!(scan.unkeyed.iter().collect::<Vec<_>>(), vec![0]);
+        let (scan, known) = line_scan(&rs, "a zz1234");
+        assert!(known);
+        assert_eq!(scan.ends.len(), 1);
+
+        let mut sc = Scratch::new(&rs);
+        let mut st = Stats::new(&rs);
+        let line = r#"{"a":"é zz1234","b":"é"}"#;
+        let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+        assert_eq!(
+            std::str::from_utf8(out).unwrap(),
+            r#"{"a":"é [REDACTED:w]","b":"é"}"#
+        );
+    }
+
+    #[test]
+    fn escaped_lines_map_value_offsets_into_the_decoded_copy() {
+        let rs = compile(RULES);
+        let mut sc = Scratch::new(&rs);
+        let mut st = Stats::new(&rs);
+        // The escapes before and inside the values shift every offset of
+        // the decoded copy; each value still gets its own rules only.
+        let line = r#"{"m":"q\"\\\u00e9 ab12","n":"t\n555-1234","o":"ab"}"#;
+        let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+        assert_eq!(
+            std::str::from_utf8(out).unwrap(),
+            r#"{"m":"q\"\\é [REDACTED:short]","n":"t\n[REDACTED:digits]","o":"ab"}"#
+        );
+        let mut scan = LineScan::default();
+        scan.map = vec![(10, 8), (20, 15)];
+        assert_eq!(scan.to_scanned(5), 5);
+        assert_eq!(scan.to_scanned(10), 8);
+        assert_eq!(scan.to_scanned(19), 17);
+        assert_eq!(scan.to_scanned(25), 20);
+    }
+}
