@@ -545,7 +545,9 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             kw: Some(&mut scan.kw),
             ends: Some(&mut scan.ends),
         };
-        let known = rs.prefilter.pass(text, &mut sink, &mut cache, rs.rules.len());
+        let known = rs
+            .prefilter
+            .pass(text, &mut sink, &mut cache, rs.rules.len());
         (scan, known)
     }
 
@@ -567,7 +569,11 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         let mut bits = RuleBits::default();
         bits.reset(3);
         rules_within(&scan.kw, 7, 11, None, &mut bits);
-        assert_eq!(bits.iter().collect::<Vec<_>>(), vec![0], "only keywords inside [7, 11)");
+        assert_eq!(
+            bits.iter().collect::<Vec<_>>(),
+            vec![0],
+            "only keywords inside [7, 11)"
+        );
         bits.reset(3);
         rules_ending_within(&scan.ends, 12, 20, &mut bits);
         assert_eq!(bits.iter().collect::<Vec<_>>(), vec![2]);
