@@ -620,8 +620,10 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             std::str::from_utf8(out).unwrap(),
             r#"{"m":"q\"\\é [REDACTED:short]","n":"t\n[REDACTED:digits]","o":"ab"}"#
         );
-        let mut scan = LineScan::default();
-        scan.map = vec![(10, 8), (20, 15)];
+        let scan = LineScan {
+            map: vec![(10, 8), (20, 15)],
+            ..LineScan::default()
+        };
         assert_eq!(scan.to_scanned(5), 5);
         assert_eq!(scan.to_scanned(10), 8);
         assert_eq!(scan.to_scanned(19), 17);
