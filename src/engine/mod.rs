@@ -16,7 +16,8 @@
 //! - invalid UTF-8 is redacted as lossy text, malformed JSON as text: both
 //!   are counted as secondary failures, neither is ever passed through raw;
 //! - every changed value is scanned again (verify); a residual match masks
-//!   the whole value and counts as a compliance failure;
+//!   the whole value and counts as a compliance failure (a value replaced
+//!   whole by masks or hashes holds no input byte and is not rescanned);
 //! - a rule that errors (a `fancy` rule over its backtrack limit) masks the
 //!   whole value it was scanning and counts as a secondary failure;
 //! - a line that runs past its time budget (`CompileOptions::time_budget`,

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::action::{is_marker, is_whole_marker, render};
 use super::ruleset::{Group, Matcher, RuleBits, Ruleset};
+use super::spec::ActionKind;
 use super::{FailureKind, Finding, Hit, Scratch, Stats};
 use crate::decode::logfmt;
 
@@ -60,10 +61,20 @@ impl Ruleset {
             .find_hits(text, cands, sc, &mut hits)
             .and_then(|()| key.map_or(Ok(()), |k| self.context_hits(k, text, sc, &mut hits)))
             .map(|()| self.logfmt_hits(text, sc, &mut hits));
+        // `pure`: the result holds no byte of the input (every byte is a
+        // mask, hash or stop marker), so there is nothing left to verify.
+        let mut pure = false;
         let mut result = match found {
-            Err(stop) => Some(self.stopped(stop, sc, st)),
+            Err(stop) => {
+                pure = true;
+                Some(self.stopped(stop, sc, st))
+            }
             Ok(()) if hits.is_empty() => None,
-            Ok(()) => Some(self.apply(text, &mut hits, Some(base), sc, st)),
+            Ok(()) => {
+                let (out, p) = self.apply(text, &mut hits, Some(base), sc, st);
+                pure = p;
+                Some(out)
+            }
         };
         // Percent-encoded values hide their content from the patterns:
         // decode and look again. One level; the result stays decoded.
@@ -71,14 +82,23 @@ impl Ruleset {
         if let Some(decoded) = percent_decode(current) {
             hits.clear();
             match self.find_hits(&decoded, None, sc, &mut hits) {
-                Err(stop) => result = Some(self.stopped(stop, sc, st)),
+                Err(stop) => {
+                    pure = true;
+                    result = Some(self.stopped(stop, sc, st));
+                }
                 Ok(()) if hits.is_empty() => {}
-                Ok(()) => result = Some(self.apply(&decoded, &mut hits, None, sc, st)),
+                Ok(()) => {
+                    let (out, p) = self.apply(&decoded, &mut hits, None, sc, st);
+                    pure = p;
+                    result = Some(out);
+                }
             }
         }
-        // Verify: a changed value is scanned once more; anything left masks
-        // the whole value.
-        if let Some(out) = &result {
+        // Verify: a changed value that still holds input bytes is scanned
+        // once more; anything left masks the whole value.
+        if let Some(out) = &result
+            && !pure
+        {
             hits.clear();
             let residual = match self.find_hits(out, None, sc, &mut hits) {
                 Err(Stop::Budget) => {
@@ -343,7 +363,8 @@ impl Ruleset {
     }
 
     /// Replaces the hits in `text`. See the module doc of `engine` for the
-    /// overlap rule.
+    /// overlap rule. Also returns whether the hits covered all of `text`
+    /// with replacements that keep none of it (`partial` keeps a tail).
     fn apply(
         &self,
         text: &str,
@@ -351,7 +372,7 @@ impl Ruleset {
         base: Option<usize>,
         sc: &mut Scratch,
         st: &mut Stats,
-    ) -> String {
+    ) -> (String, bool) {
         hits.sort_unstable_by(|a, b| {
             a.start
                 .cmp(&b.start)
@@ -361,6 +382,7 @@ impl Ruleset {
         let mut out = String::with_capacity(text.len() + 32);
         let mut pos = 0;
         let mut i = 0;
+        let mut pure = true;
         while i < hits.len() {
             let h = hits[i];
             let mut end = h.end;
@@ -374,6 +396,7 @@ impl Ruleset {
                 i += 1;
             }
             let rule = &self.rules[h.rule as usize];
+            pure &= pos == h.start && (widened || rule.action != ActionKind::Partial);
             out.push_str(&text[pos..h.start]);
             let value = &text[h.start..end];
             if widened {
@@ -387,8 +410,9 @@ impl Ruleset {
             }
             pos = end;
         }
+        pure &= pos == text.len();
         out.push_str(&text[pos..]);
-        out
+        (out, pure)
     }
 }
 
