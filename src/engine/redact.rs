@@ -479,6 +479,54 @@ mod tests {
         assert_eq!(percent_decode("%ff%fe"), None, "not UTF-8 after decoding");
     }
 
+    fn compile(text: &str) -> Ruleset {
+        let src = crate::engine::Source {
+            name: "t.toml".into(),
+            text: text.into(),
+        };
+        Ruleset::compile(&[src], &crate::engine::CompileOptions::default()).unwrap()
+    }
+
+    fn redact(rs: &Ruleset, line: &str) -> (String, u64) {
+        let mut sc = Scratch::new(rs);
+        let mut st = Stats::new(rs);
+        let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+        (
+            String::from_utf8(out.to_vec()).unwrap(),
+            st.compliance_failures,
+        )
+    }
+
+    #[test]
+    fn verify_rescans_values_that_keep_input_bytes_only() {
+        // "ZZ" masks become "QQQQ", which the second rule matches: a value
+        // replaced whole holds no input byte and is not rescanned; a value
+        // with input bytes left beside the mask is, and the residual masks
+        // it whole.
+        let rs = compile(
+            r#"
+[[rules]]
+id = "zz"
+category = "secret"
+pattern = 'ZZ[0-9]+'
+replacement = "QQQQ"
+[[rules]]
+id = "q4"
+category = "secret"
+pattern = 'QQQQ'
+keywords = ["qqqq"]
+"#,
+        );
+        assert_eq!(
+            redact(&rs, r#"{"a":"ZZ12"}"#),
+            (r#"{"a":"QQQQ"}"#.into(), 0)
+        );
+        assert_eq!(
+            redact(&rs, r#"{"a":"xZZ12"}"#),
+            (format!(r#"{{"a":"{VERIFY_MASK}"}}"#), 1)
+        );
+    }
+
     #[test]
     fn previews_never_show_more_than_a_quarter() {
         let f = finding(0, 3, "ghp_abcdefghijklmnop");
