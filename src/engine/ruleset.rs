@@ -4,7 +4,7 @@
 //! Compilation does every expensive thing once: regexes are built, keywords
 //! go into one Aho-Corasick automaton, rules without keywords go into one
 //! multi-pattern lazy DFA (the two are walked together in one pass over a
-//! line, see [`super::scan`], so a clean line costs one scan whatever the
+//! line, see `scan.rs`, so a clean line costs one scan whatever the
 //! number of rules), and field-name rules go into a hash index.
 
 use std::collections::HashMap;
