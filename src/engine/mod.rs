@@ -344,6 +344,16 @@ impl Scratch {
     }
 }
 
+/// A ruleset from one rule file's text, for unit tests.
+#[cfg(test)]
+pub(crate) fn compile_for_test(text: &str) -> Ruleset {
+    let src = Source {
+        name: "t.toml".into(),
+        text: text.into(),
+    };
+    Ruleset::compile(&[src], &CompileOptions::default()).unwrap()
+}
+
 /// How a line was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -479,14 +479,6 @@ mod tests {
         assert_eq!(percent_decode("%ff%fe"), None, "not UTF-8 after decoding");
     }
 
-    fn compile(text: &str) -> Ruleset {
-        let src = crate::engine::Source {
-            name: "t.toml".into(),
-            text: text.into(),
-        };
-        Ruleset::compile(&[src], &crate::engine::CompileOptions::default()).unwrap()
-    }
-
     fn redact(rs: &Ruleset, line: &str) -> (String, u64) {
         let mut sc = Scratch::new(rs);
         let mut st = Stats::new(rs);
@@ -503,7 +495,7 @@ mod tests {
         // replaced whole holds no input byte and is not rescanned; a value
         // with input bytes left beside the mask is, and the residual masks
         // it whole.
-        let rs = compile(
+        let rs = crate::engine::compile_for_test(
             r#"
 [[rules]]
 id = "zz"

@@ -937,13 +937,7 @@ hit = "{\"plain\":\"x\"}"
         assert_eq!(rs.rules[0].group, Group::FirstParticipating);
     }
 
-    fn compile(text: &str) -> Ruleset {
-        let src = Source {
-            name: "t.toml".into(),
-            text: text.into(),
-        };
-        Ruleset::compile(&[src], &CompileOptions::default()).unwrap()
-    }
+    use crate::engine::compile_for_test as compile;
 
     #[test]
     fn case_sensitive_keywords_match_only_their_spelling() {

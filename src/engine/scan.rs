@@ -507,15 +507,7 @@ pub(crate) fn rules_ending_within(ends: &[EndHit], lo: usize, hi: usize, out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{CompileOptions, Ruleset, Scratch, Source, Stats};
-
-    fn compile(text: &str) -> Ruleset {
-        let src = Source {
-            name: "t.toml".into(),
-            text: text.into(),
-        };
-        Ruleset::compile(&[src], &CompileOptions::default()).unwrap()
-    }
+    use crate::engine::{Ruleset, Scratch, Stats, compile_for_test as compile};
 
     const RULES: &str = r#"
 [[rules]]
@@ -537,17 +529,8 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
 
     fn line_scan(rs: &Ruleset, text: &str) -> (LineScan, bool) {
         let mut scan = LineScan::default();
-        let mut cache = rs.new_scan_cache();
-        let mut sink = Sink {
-            all: &mut scan.all,
-            set: true,
-            unkeyed: Some(&mut scan.unkeyed),
-            kw: Some(&mut scan.kw),
-            ends: Some(&mut scan.ends),
-        };
-        let known = rs
-            .prefilter
-            .pass(text, &mut sink, &mut cache, rs.rules.len());
+        rs.scan_line(text, true, &mut scan, &mut rs.new_scan_cache());
+        let known = scan.ends_known;
         (scan, known)
     }
 
