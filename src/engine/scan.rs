@@ -26,7 +26,7 @@
 //! bounded by quotes or punctuation; anchored patterns turn the line-level
 //! fast path off altogether, see `Ruleset::raw_scan_is_superset`).
 
-use aho_corasick::automaton::Automaton;
+use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::{Anchored as AcAnchored, MatchKind as AcMatchKind};
 use regex_automata::nfa::thompson::{self, WhichCaptures, pikevm::PikeVM};
 use regex_automata::util::primitives::PatternID;
@@ -98,11 +98,12 @@ impl LineScan {
 }
 
 /// The keyword automaton: a DFA for the usual few hundred keywords, a
-/// contiguous NFA for very large rule sets.
+/// contiguous NFA for very large rule sets; with its unanchored start
+/// state, asked for once when it is built (so a walk cannot fail to start).
 #[derive(Debug)]
 enum Keywords {
-    Dfa(aho_corasick::dfa::DFA),
-    Nfa(aho_corasick::nfa::contiguous::NFA),
+    Dfa(aho_corasick::dfa::DFA, StateID),
+    Nfa(aho_corasick::nfa::contiguous::NFA, StateID),
 }
 
 /// The pattern set: a lazy DFA, and a PikeVM over the same NFA for the rare
@@ -158,28 +159,30 @@ impl Prefilter {
     ) -> Result<Prefilter, RuleError> {
         let kw_err =
             |e: aho_corasick::BuildError| RuleError::Internal(format!("keyword automaton: {e}"));
+        let start_err =
+            |e: aho_corasick::MatchError| RuleError::Internal(format!("keyword automaton: {e}"));
         let automaton = if keywords.is_empty() {
             None
         } else if keywords.len() <= AC_DFA_MAX_KEYWORDS {
-            Some(Keywords::Dfa(
-                aho_corasick::dfa::Builder::new()
-                    .ascii_case_insensitive(true)
-                    // Standard semantics: walking the states reports every
-                    // occurrence of every keyword, overlapping ones too.
-                    .match_kind(AcMatchKind::Standard)
-                    .prefilter(false)
-                    .build(keywords)
-                    .map_err(kw_err)?,
-            ))
+            let a = aho_corasick::dfa::Builder::new()
+                .ascii_case_insensitive(true)
+                // Standard semantics: walking the states reports every
+                // occurrence of every keyword, overlapping ones too.
+                .match_kind(AcMatchKind::Standard)
+                .prefilter(false)
+                .build(keywords)
+                .map_err(kw_err)?;
+            let start = a.start_state(AcAnchored::No).map_err(start_err)?;
+            Some(Keywords::Dfa(a, start))
         } else {
-            Some(Keywords::Nfa(
-                aho_corasick::nfa::contiguous::Builder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(AcMatchKind::Standard)
-                    .prefilter(false)
-                    .build(keywords)
-                    .map_err(kw_err)?,
-            ))
+            let a = aho_corasick::nfa::contiguous::Builder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(AcMatchKind::Standard)
+                .prefilter(false)
+                .build(keywords)
+                .map_err(kw_err)?;
+            let start = a.start_state(AcAnchored::No).map_err(start_err)?;
+            Some(Keywords::Nfa(a, start))
         };
         let set = if set_pats.is_empty() {
             None
@@ -255,8 +258,8 @@ impl Prefilter {
         let dfa = set.and_then(|s| s.dfa.as_ref().zip(cache.dfa.as_mut()));
         let no_dfa = set.is_some() && dfa.is_none();
         let walked = match &self.keywords {
-            Some(Keywords::Dfa(a)) => self.walk(a, text, dfa, sink),
-            Some(Keywords::Nfa(a)) => self.walk(a, text, dfa, sink),
+            Some(Keywords::Dfa(a, start)) => self.walk(a, *start, text, dfa, sink),
+            Some(Keywords::Nfa(a, start)) => self.walk(a, *start, text, dfa, sink),
             None => self.walk_set(text, dfa, sink),
         };
         let walked = if no_dfa { Walked::SetFailed } else { walked };
@@ -295,14 +298,13 @@ impl Prefilter {
     fn walk<A: Automaton>(
         &self,
         ac: &A,
+        start: StateID,
         text: &str,
         mut dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
         sink: &mut Sink<'_>,
     ) -> Walked {
         let bytes = text.as_bytes();
-        let Ok(mut a) = ac.start_state(AcAnchored::No) else {
-            return self.walk_set(text, dfa, sink);
-        };
+        let mut a = start;
         let Some((d, c)) = dfa.as_mut() else {
             for (i, &b) in bytes.iter().enumerate() {
                 a = ac.next_state(AcAnchored::No, a, b);
@@ -351,7 +353,7 @@ impl Prefilter {
     fn finish_keywords<A: Automaton>(
         &self,
         ac: &A,
-        mut a: aho_corasick::automaton::StateID,
+        mut a: StateID,
         from: usize,
         bytes: &[u8],
         sink: &mut Sink<'_>,
@@ -408,7 +410,7 @@ impl Prefilter {
     fn kw_hits<A: Automaton>(
         &self,
         ac: &A,
-        a: aho_corasick::automaton::StateID,
+        a: StateID,
         end: usize,
         bytes: &[u8],
         sink: &mut Sink<'_>,
