@@ -496,6 +496,15 @@ pub(crate) fn ascii_word_boundaries(p: &str) -> String {
                 Some(n @ ('b' | 'B')) if class_depth == 0 => {
                     out.push_str("(?-u:\\");
                     out.push(n);
+                    // `\b{start}`, `\b{end}`, ...: the braces belong to it.
+                    if n == 'b' && chars.peek() == Some(&'{') {
+                        for c in chars.by_ref() {
+                            out.push(c);
+                            if c == '}' {
+                                break;
+                            }
+                        }
+                    }
                     out.push(')');
                 }
                 Some(n) => {
@@ -802,6 +811,10 @@ mod tests {
         assert_eq!(ascii_word_boundaries(r"\bab\B"), r"(?-u:\b)ab(?-u:\B)");
         assert_eq!(ascii_word_boundaries(r"[\]b]\\b"), r"[\]b]\\b");
         assert_eq!(ascii_word_boundaries(r"[]\b]"), r"[]\b]");
+        assert_eq!(
+            ascii_word_boundaries(r"\b{start}zz\b{end}"),
+            r"(?-u:\b{start})zz(?-u:\b{end})"
+        );
     }
 
     #[test]
