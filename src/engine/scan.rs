@@ -163,8 +163,8 @@ impl Prefilter {
             |e: aho_corasick::MatchError| RuleError::Internal(format!("keyword automaton: {e}"));
         let automaton = if keywords.is_empty() {
             None
-        } else if keywords.len() <= AC_DFA_MAX_KEYWORDS {
-            let a = aho_corasick::dfa::Builder::new()
+        } else {
+            let nfa = aho_corasick::nfa::noncontiguous::Builder::new()
                 .ascii_case_insensitive(true)
                 // Standard semantics: walking the states reports every
                 // occurrence of every keyword, overlapping ones too.
@@ -172,17 +172,21 @@ impl Prefilter {
                 .prefilter(false)
                 .build(keywords)
                 .map_err(kw_err)?;
-            let start = a.start_state(AcAnchored::No).map_err(start_err)?;
-            Some(Keywords::Dfa(a, start))
-        } else {
-            let a = aho_corasick::nfa::contiguous::Builder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(AcMatchKind::Standard)
-                .prefilter(false)
-                .build(keywords)
-                .map_err(kw_err)?;
-            let start = a.start_state(AcAnchored::No).map_err(start_err)?;
-            Some(Keywords::Nfa(a, start))
+            Some(if keywords.len() <= AC_DFA_MAX_KEYWORDS {
+                let a = aho_corasick::dfa::Builder::new()
+                    .prefilter(false)
+                    .build_from_noncontiguous(&nfa)
+                    .map_err(kw_err)?;
+                let start = a.start_state(AcAnchored::No).map_err(start_err)?;
+                Keywords::Dfa(a, start)
+            } else {
+                let a = aho_corasick::nfa::contiguous::Builder::new()
+                    .prefilter(false)
+                    .build_from_noncontiguous(&nfa)
+                    .map_err(kw_err)?;
+                let start = a.start_state(AcAnchored::No).map_err(start_err)?;
+                Keywords::Nfa(a, start)
+            })
         };
         let set = if set_pats.is_empty() {
             None
