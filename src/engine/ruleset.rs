@@ -581,9 +581,12 @@ fn is_anchored(p: &str) -> bool {
 /// keywords: this pattern, in the multi-pattern set, is far more selective
 /// than any substring of a name (`pin` is in `shipping`).
 fn key_text_pattern(keys: &[String]) -> String {
-    let k = key_alternation(keys);
+    let (json, text) = (
+        key_alternation(keys, NameForm::Loose),
+        key_alternation(keys, NameForm::Strict),
+    );
     format!(
-        r#"(?i)"(?:{k})"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?[0-9][0-9.eE+-]*))|(?-u:\b)(?:{k})=([^\s&,;"'\\]+)"#
+        r#"(?i)"(?:{json})"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?[0-9][0-9.eE+-]*))|(?-u:\b)(?:{text})=([^\s&,;"'\\]+)"#
     )
 }
 
@@ -625,17 +628,38 @@ pub(crate) fn key_value_span(text: &str, s: usize, e: usize) -> (usize, usize) {
     }
 }
 
-/// The alternation of a `keys` rule's names, as regex: separators optional
-/// and interchangeable, `*` any name characters.
-fn key_alternation(keys: &[String]) -> String {
+/// The alternation of a `keys` rule's names, as regex; `*` is any name
+/// characters.
+///
+/// `Loose` (JSON member names): the names that [`normalize_key`] makes
+/// equal (ASCII case aside, which `(?i)` covers), so any run of separators
+/// (`-`, `_`, `.`, space) may stand before, between and after a name's
+/// characters: the structured walk looks `pass_word` and `Pass Word` up as
+/// `password`, so the line-level scan must send such a line to it (before,
+/// it did only when something else in the line did, and the field went
+/// out or not depending on its neighbours). `Strict` (`name=value` in
+/// text): separators optional and interchangeable where the name has one;
+/// its keywords are the name's last word plus `=`, which a name split
+/// elsewhere would not contain.
+fn key_alternation(keys: &[String], form: NameForm) -> String {
     keys.iter()
         .map(|k| {
             let mut s = String::new();
+            if form == NameForm::Loose {
+                s.push_str(LOOSE_SEP);
+            }
             for c in k.chars() {
-                match c {
-                    '*' => s.push_str("[A-Za-z0-9_.-]*"),
-                    '-' | '_' | '.' | ' ' => s.push_str("[-_. ]?"),
-                    c => s.push_str(&regex::escape(&c.to_string())),
+                match (c, form) {
+                    ('*', _) => s.push_str("[A-Za-z0-9_.-]*"),
+                    ('-' | '_' | '.' | ' ', NameForm::Loose) => continue,
+                    ('-' | '_' | '.' | ' ', NameForm::Strict) => {
+                        s.push_str("[-_. ]?");
+                        continue;
+                    }
+                    (c, _) => s.push_str(&regex::escape(&c.to_string())),
+                }
+                if form == NameForm::Loose {
+                    s.push_str(LOOSE_SEP);
                 }
             }
             s
@@ -644,12 +668,26 @@ fn key_alternation(keys: &[String]) -> String {
         .join("|")
 }
 
+/// Separators a loose name allows at each place.
+const LOOSE_SEP: &str = "[-_. ]*";
+
+/// How a `keys` rule's names are spelled in a pattern (see
+/// [`key_alternation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameForm {
+    Loose,
+    Strict,
+}
+
 /// How a `keys` rule is found by the line-level scan: a JSON member with
 /// one of the names, whatever its value (an object under `"password"` must
 /// send the line to the structured walk too). Selective where a keyword
 /// would not be (`pin` is in `shipping`; `"pin":` is not).
 fn key_set_pattern(keys: &[String]) -> String {
-    format!(r#"(?i)"(?:{})"\s*:"#, key_alternation(keys))
+    format!(
+        r#"(?i)"(?:{})"\s*:"#,
+        key_alternation(keys, NameForm::Loose)
+    )
 }
 
 /// Keywords for the `name=value` form of a `keys` rule in text: the last
@@ -1042,6 +1080,41 @@ mod keyword_tests {
                 "r500: false"
             ]
         );
+    }
+
+    #[test]
+    fn a_json_field_name_with_separators_anywhere_is_redacted_whatever_its_neighbours() {
+        // The field-name lookup drops separators (`pass_word` is
+        // `password`); the line-level scan must agree, or the field is
+        // redacted only when something else sends the line to the walk.
+        let rs = Ruleset::compile(
+            &crate::engine::spec::builtin_sources(),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        let mut sc = crate::engine::Scratch::new(&rs);
+        let mut st = crate::engine::Stats::new(&rs);
+        for name in [
+            "pass_word",
+            "Pass Word",
+            "p.a.s.s.w.o.r.d",
+            "_password_",
+            "api__key",
+            "db_pass-word",
+        ] {
+            for line in [
+                format!(r#"{{"{name}":"hunter2"}}"#),
+                format!(r#"{{"{name}":"hunter2","e":"ann@example.com"}}"#),
+            ] {
+                let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+                let out = String::from_utf8_lossy(out).into_owned();
+                assert!(!out.contains("hunter2"), "{line} -> {out}");
+            }
+        }
+        // `name=value` in text keeps the strict spelling (its keywords are
+        // the names' last words plus `=`).
+        let (out, _) = rs.redact_line(b"user=bob pass_word=hunter2", &mut sc, &mut st);
+        assert_eq!(out, b"user=bob pass_word=hunter2");
     }
 
     #[test]
