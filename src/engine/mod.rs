@@ -354,6 +354,12 @@ pub(crate) fn compile_for_test(text: &str) -> Ruleset {
     Ruleset::compile(&[src], &CompileOptions::default()).unwrap()
 }
 
+/// The built-in ruleset, for unit tests.
+#[cfg(test)]
+pub(crate) fn builtin_for_test() -> Ruleset {
+    Ruleset::compile(&spec::builtin_sources(), &CompileOptions::default()).unwrap()
+}
+
 /// How a line was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -952,11 +952,7 @@ mod tests {
 
     #[test]
     fn the_field_name_cache_agrees_with_the_lookup_and_stays_bounded() {
-        let rs = Ruleset::compile(
-            &crate::engine::spec::builtin_sources(),
-            &CompileOptions::default(),
-        )
-        .unwrap();
+        let rs = crate::engine::builtin_for_test();
         let mut sc = crate::engine::Scratch::new(&rs);
         let mut buf = String::new();
         let mut names: Vec<String> = [
@@ -1087,11 +1083,7 @@ mod keyword_tests {
         // The field-name lookup drops separators (`pass_word` is
         // `password`); the line-level scan must agree, or the field is
         // redacted only when something else sends the line to the walk.
-        let rs = Ruleset::compile(
-            &crate::engine::spec::builtin_sources(),
-            &CompileOptions::default(),
-        )
-        .unwrap();
+        let rs = crate::engine::builtin_for_test();
         let mut sc = crate::engine::Scratch::new(&rs);
         let mut st = crate::engine::Stats::new(&rs);
         for name in [
@@ -1119,11 +1111,7 @@ mod keyword_tests {
 
     #[test]
     fn key_value_spans_agree_with_the_capture_groups() {
-        let rs = Ruleset::compile(
-            &crate::engine::spec::builtin_sources(),
-            &CompileOptions::default(),
-        )
-        .unwrap();
+        let rs = crate::engine::builtin_for_test();
         let keyed: Vec<&Rule> = rs.rules.iter().filter(|r| !r.keys.is_empty()).collect();
         assert!(keyed.len() >= 2);
         let texts = [

@@ -212,11 +212,7 @@ mod tests {
     fn big_automata_are_flagged_and_no_built_in_rule_is_one() {
         assert!(nfa_states(r"(?i)(?:\w+\s+){1,100}\w*zzqq").unwrap() > MAX_NFA_STATES);
         assert!(nfa_states(r"\bacme_[0-9a-f]{32}\b").unwrap() < 100);
-        let rs = crate::engine::Ruleset::compile(
-            &crate::engine::spec::builtin_sources(),
-            &crate::engine::CompileOptions::default(),
-        )
-        .unwrap();
+        let rs = crate::engine::builtin_for_test();
         let (_, warnings) = lint(&rs);
         let big: Vec<_> = warnings
             .iter()
