@@ -499,7 +499,9 @@ fn glob_match(s: &str, pieces: &[String], open_start: bool, open_end: bool) -> b
     open_end || rest.is_empty()
 }
 
-/// Rewrites `\b` and `\B` outside character classes to their ASCII forms.
+/// Rewrites the word boundaries `\b`, `\B`, `\<`, `\>` (and `\b{start}`
+/// and the other braced forms) outside character classes to their ASCII
+/// forms.
 ///
 /// Why: a Unicode word boundary makes regex's lazy DFA give up on any
 /// non-ASCII byte and fall back to a much slower engine. Log lines carry
@@ -512,7 +514,7 @@ pub(crate) fn ascii_word_boundaries(p: &str) -> String {
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
-                Some(n @ ('b' | 'B')) if class_depth == 0 => {
+                Some(n @ ('b' | 'B' | '<' | '>')) if class_depth == 0 => {
                     out.push_str("(?-u:\\");
                     out.push(n);
                     // `\b{start}`, `\b{end}`, ...: the braces belong to it.
@@ -948,6 +950,15 @@ mod tests {
             ascii_word_boundaries(r"\b{start}zz\b{end}"),
             r"(?-u:\b{start})zz(?-u:\b{end})"
         );
+        assert_eq!(ascii_word_boundaries(r"\<zz\>"), r"(?-u:\<)zz(?-u:\>)");
+        assert_eq!(ascii_word_boundaries(r"[\<]"), r"[\<]");
+        // What the rewritten forms mean to the regex crate: the same
+        // boundaries between ASCII characters.
+        for p in [r"\<zz\>", r"\b{start-half}zz\b{end-half}"] {
+            let re = regex::Regex::new(&ascii_word_boundaries(p)).unwrap();
+            assert!(re.is_match("a zz b"), "{p}");
+            assert!(!re.is_match("azz b"), "{p}");
+        }
     }
 
     #[test]

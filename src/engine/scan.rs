@@ -573,26 +573,49 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
 
     #[test]
     fn a_set_the_lazy_dfa_gives_up_on_falls_back_without_positions() {
-        // `\<` is a Unicode word boundary: the lazy DFA quits on the first
-        // non-ASCII byte, and the PikeVM answers for the whole line.
+        // A Unicode word boundary (rules never reach the set with one: see
+        // the next test) makes the lazy DFA quit on the first non-ASCII
+        // byte; the PikeVM then answers for the whole line.
+        let pf = Prefilter::build(&[], vec![], &[r"\<zz[0-9]{4}".to_string()], vec![0], vec![])
+            .unwrap();
+        let mut cache = pf.new_cache();
+        let (mut all, mut unkeyed, mut kw, mut ends) =
+            (RuleBits::default(), RuleBits::default(), Vec::new(), Vec::new());
+        let mut pass = |text: &str| {
+            let mut sink = Sink {
+                all: &mut all,
+                set: true,
+                unkeyed: Some(&mut unkeyed),
+                kw: Some(&mut kw),
+                ends: Some(&mut ends),
+            };
+            let known = pf.pass(text, &mut sink, &mut cache, 1);
+            (known, ends.len(), unkeyed.iter().collect::<Vec<_>>())
+        };
+        assert_eq!(pass("é zz1234"), (false, 0, vec![0]));
+        assert_eq!(pass("é zz12"), (false, 0, vec![]));
+        assert_eq!(pass("a zz1234"), (true, 1, vec![0]));
+    }
+
+    #[test]
+    fn start_and_end_of_word_boundaries_keep_the_set_on_non_ascii_lines() {
+        // `\<` and `\>` are rewritten to their ASCII forms like `\b`, so
+        // a line with non-ASCII text keeps the one-pass scan with positions.
         let rs = compile(
-            "[[rules]]\nid='w'\ncategory='secret'\npattern='\\<zz[0-9]{4}'\n[[rules.tests]]\nhit='a zz1234'\n",
+            "[[rules]]\nid='w'\ncategory='secret'\npattern='\\<zz[0-9]{4}\\>'\n[[rules.tests]]\nhit='a zz1234'\n",
         );
         let (scan, known) = line_scan(&rs, "é zz1234");
-        assert!(!known);
-        assert!(scan.ends.is_empty());
-        assert_eq!(scan.unkeyed.iter().collect::<Vec<_>>(), vec![0]);
-        let (scan, known) = line_scan(&rs, "a zz1234");
         assert!(known);
         assert_eq!(scan.ends.len(), 1);
+        assert_eq!(scan.unkeyed.iter().collect::<Vec<_>>(), vec![0]);
 
         let mut sc = Scratch::new(&rs);
         let mut st = Stats::new(&rs);
-        let line = r#"{"a":"é zz1234","b":"é"}"#;
+        let line = r#"{"a":"é zz1234","b":"é","c":"xzz1234"}"#;
         let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
         assert_eq!(
             std::str::from_utf8(out).unwrap(),
-            r#"{"a":"é [REDACTED:w]","b":"é"}"#
+            r#"{"a":"é [REDACTED:w]","b":"é","c":"xzz1234"}"#
         );
     }
 
