@@ -647,20 +647,27 @@ fn key_alternation(keys: &[String], form: NameForm) -> String {
     keys.iter()
         .map(|k| {
             let mut s = String::new();
-            if form == NameForm::Loose {
+            if form != NameForm::Strict {
                 s.push_str(LOOSE_SEP);
             }
             for c in k.chars() {
                 match (c, form) {
-                    ('*', _) => s.push_str("[A-Za-z0-9_.-]*"),
-                    ('-' | '_' | '.' | ' ', NameForm::Loose) => continue,
+                    // `*` is what the walk's lookup of the decoded name lets
+                    // it be, anything: in the scan's form any characters at
+                    // all, in a member of raw JSON text any string content
+                    // (escapes included, no closing quote). In a text
+                    // `name=value`, the characters a name there is made of.
+                    ('*', NameForm::Scan) => s.push_str("(?s:.)*"),
+                    ('*', NameForm::Loose) => s.push_str(r#"(?:[^"\\]|\\.)*"#),
+                    ('*', NameForm::Strict) => s.push_str("[A-Za-z0-9_.-]*"),
+                    ('-' | '_' | '.' | ' ', NameForm::Loose | NameForm::Scan) => continue,
                     ('-' | '_' | '.' | ' ', NameForm::Strict) => {
                         s.push_str("[-_. ]?");
                         continue;
                     }
                     (c, _) => s.push_str(&regex::escape(&c.to_string())),
                 }
-                if form == NameForm::Loose {
+                if form != NameForm::Strict {
                     s.push_str(LOOSE_SEP);
                 }
             }
@@ -677,7 +684,14 @@ const LOOSE_SEP: &str = "[-_. ]*";
 /// [`key_alternation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NameForm {
+    /// The line-level scan's member form: a superset of what the walk's
+    /// lookup matches, in raw or escape-decoded text (it only chooses the
+    /// lines the walk sees, it redacts nothing).
+    Scan,
+    /// A member of raw JSON text (text-mode redaction of JSON that does not
+    /// parse): separators anywhere, `*` within the string.
     Loose,
+    /// A text `name=value` pair: separators where the name has them.
     Strict,
 }
 
@@ -686,10 +700,7 @@ enum NameForm {
 /// send the line to the structured walk too). Selective where a keyword
 /// would not be (`pin` is in `shipping`; `"pin":` is not).
 fn key_set_pattern(keys: &[String]) -> String {
-    format!(
-        r#"(?i)"(?:{})"\s*:"#,
-        key_alternation(keys, NameForm::Loose)
-    )
+    format!(r#"(?i)"(?:{})"\s*:"#, key_alternation(keys, NameForm::Scan))
 }
 
 /// Keywords for the `name=value` form of a `keys` rule in text: the last
@@ -1118,6 +1129,51 @@ mod keyword_tests {
         // the names' last words plus `=`).
         let (out, _) = rs.redact_line(b"user=bob pass_word=hunter2", &mut sc, &mut st);
         assert_eq!(out, b"user=bob pass_word=hunter2");
+    }
+
+    proptest::proptest! {
+        /// The line-level scan sends a JSON line to the structured walk
+        /// through the member form of the field-name rules; the walk then
+        /// looks each decoded name up. A name the lookup matches must
+        /// always get there, whatever characters a glob's `*` stands for
+        /// (`cust#ssn` is `*_ssn`), quotes and backslashes included.
+        #[test]
+        fn a_json_member_the_name_lookup_matches_is_redacted_whatever_its_characters(
+            pre in "[a-zA-Z0-9 _.#$@:/\\\\\"é-]{0,5}",
+            core in proptest::sample::select(vec!["ssn", "_ssn", "pre", "PRE-", "tok", "api_key", "Api.Key", "az", "x"]),
+            post in "[a-zA-Z0-9 _.#$@:/\\\\\"é-]{0,5}",
+            nested in proptest::bool::ANY,
+        ) {
+            static RS: std::sync::OnceLock<Ruleset> = std::sync::OnceLock::new();
+            let rs = RS.get_or_init(|| crate::engine::compile_for_test(
+                "[[rules]]\nid='f'\ncategory='pii'\nkeys=['*_ssn','pre*','a*z','*tok*','api_key']\n\
+                 [[rules.tests]]\nhit='{\"cust_ssn\":\"1\"}'\n",
+            ));
+            let name = format!("{pre}{core}{post}");
+            let member = serde_json::json!({ name.as_str(): "v4lue" }).to_string();
+            let line = if nested { format!(r#"{{"a":{member},"b":1}}"#) } else { member };
+            let mut sc = crate::engine::Scratch::new(rs);
+            let mut st = crate::engine::Stats::new(rs);
+            let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+            let out = String::from_utf8_lossy(out).into_owned();
+            let mut buf = String::new();
+            let found = rs.key_rule(&name, &mut buf).is_some();
+            if found {
+                proptest::prop_assert!(!out.contains("v4lue"), "{} -> {}", line, out);
+            } else {
+                proptest::prop_assert_eq!(&out, &line);
+            }
+            // Cut short, the line is redacted as text, by the rule's own
+            // pattern: the same names must be found there too.
+            let cut = &line[..line.len() - 1];
+            let (out, _) = rs.redact_line(cut.as_bytes(), &mut sc, &mut st);
+            let out = String::from_utf8_lossy(out).into_owned();
+            // (Not the other way round: text cannot tell the quote of a
+            // `\"` from a real one, so it may redact a little more.)
+            if found {
+                proptest::prop_assert!(!out.contains("v4lue"), "{} -> {}", cut, out);
+            }
+        }
     }
 
     #[test]

@@ -576,11 +576,15 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         // A Unicode word boundary (rules never reach the set with one: see
         // the next test) makes the lazy DFA quit on the first non-ASCII
         // byte; the PikeVM then answers for the whole line.
-        let pf = Prefilter::build(&[], vec![], &[r"\<zz[0-9]{4}".to_string()], vec![0], vec![])
-            .unwrap();
+        let pf =
+            Prefilter::build(&[], vec![], &[r"\<zz[0-9]{4}".to_string()], vec![0], vec![]).unwrap();
         let mut cache = pf.new_cache();
-        let (mut all, mut unkeyed, mut kw, mut ends) =
-            (RuleBits::default(), RuleBits::default(), Vec::new(), Vec::new());
+        let (mut all, mut unkeyed, mut kw, mut ends) = (
+            RuleBits::default(),
+            RuleBits::default(),
+            Vec::new(),
+            Vec::new(),
+        );
         let mut pass = |text: &str| {
             let mut sink = Sink {
                 all: &mut all,
