@@ -285,6 +285,13 @@ impl Ruleset {
             } else if r.keywords.is_empty() {
                 always.push(i);
             }
+            if !r.keys.is_empty() && r.set_pattern.is_none() {
+                // A field-name rule with a pattern of its own: the scan
+                // looks for its names too, or a JSON line whose only hit
+                // is such a member would skip the walk that redacts it.
+                set_pats.push(key_set_pattern(&r.keys));
+                set_rules.push(i);
+            }
         }
         let prefilter = Prefilter::build(&ac_pats, ac_rules, &set_pats, set_rules, always)?;
         Ok(Ruleset {
@@ -1129,6 +1136,29 @@ mod keyword_tests {
         // the names' last words plus `=`).
         let (out, _) = rs.redact_line(b"user=bob pass_word=hunter2", &mut sc, &mut st);
         assert_eq!(out, b"user=bob pass_word=hunter2");
+    }
+
+    #[test]
+    fn a_field_name_rule_with_its_own_pattern_redacts_its_fields_whatever_they_hold() {
+        // The line-level scan looks for its names as well as its pattern:
+        // a line whose only hit is such a member still reaches the walk.
+        let rs = crate::engine::compile_for_test(
+            "[[rules]]\nid='card-field'\ncategory='pii'\nkeys=['card']\npattern='[0-9]{16}'\n\
+             [[rules.tests]]\nhit='{\"card\":\"abc\"}'\n\
+             [[rules]]\nid='f'\ncategory='pii'\nkeys=['ssn']\n\
+             [[rules.tests]]\nhit='{\"ssn\":\"1\"}'\n",
+        );
+        let mut sc = crate::engine::Scratch::new(&rs);
+        let mut st = crate::engine::Stats::new(&rs);
+        for line in [
+            r#"{"card":"abc"}"#,
+            r#"{"a":{"Card":["abc",{"b":"abc"}]},"ssn":"x"}"#,
+            r#"{"card":"abc","n":"4111111111111111"}"#,
+        ] {
+            let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+            let out = String::from_utf8_lossy(out).into_owned();
+            assert!(!out.contains("abc"), "{line} -> {out}");
+        }
     }
 
     proptest::proptest! {
