@@ -706,8 +706,16 @@ enum NameForm {
 /// one of the names, whatever its value (an object under `"password"` must
 /// send the line to the structured walk too). Selective where a keyword
 /// would not be (`pin` is in `shipping`; `"pin":` is not).
+///
+/// The backslashes allowed before the closing quote are for JSON inside a
+/// string inside a string: the scan reads the line with one level of
+/// escapes decoded, where a name two levels down is `\"pin\":` (the walk
+/// decodes every level it descends into and looks the name up there).
 fn key_set_pattern(keys: &[String]) -> String {
-    format!(r#"(?i)"(?:{})"\s*:"#, key_alternation(keys, NameForm::Scan))
+    format!(
+        r#"(?i)"(?:{})\\*"\s*:"#,
+        key_alternation(keys, NameForm::Scan)
+    )
 }
 
 /// Keywords for the `name=value` form of a `keys` rule in text: the last
@@ -1166,13 +1174,15 @@ mod keyword_tests {
         /// through the member form of the field-name rules; the walk then
         /// looks each decoded name up. A name the lookup matches must
         /// always get there, whatever characters a glob's `*` stands for
-        /// (`cust#ssn` is `*_ssn`), quotes and backslashes included.
+        /// (`cust#ssn` is `*_ssn`), quotes and backslashes included, and
+        /// however deep in JSON held in strings.
         #[test]
         fn a_json_member_the_name_lookup_matches_is_redacted_whatever_its_characters(
             pre in "[a-zA-Z0-9 _.#$@:/\\\\\"é-]{0,5}",
             core in proptest::sample::select(vec!["ssn", "_ssn", "pre", "PRE-", "tok", "api_key", "Api.Key", "az", "x"]),
             post in "[a-zA-Z0-9 _.#$@:/\\\\\"é-]{0,5}",
             nested in proptest::bool::ANY,
+            embed in 0..4usize,
         ) {
             static RS: std::sync::OnceLock<Ruleset> = std::sync::OnceLock::new();
             let rs = RS.get_or_init(|| crate::engine::compile_for_test(
@@ -1181,7 +1191,11 @@ mod keyword_tests {
             ));
             let name = format!("{pre}{core}{post}");
             let member = serde_json::json!({ name.as_str(): "v4lue" }).to_string();
-            let line = if nested { format!(r#"{{"a":{member},"b":1}}"#) } else { member };
+            let mut line = if nested { format!(r#"{{"a":{member},"b":1}}"#) } else { member };
+            // JSON in a string, up to as deep as the walk descends.
+            for _ in 0..embed {
+                line = serde_json::json!({ "m": line }).to_string();
+            }
             let mut sc = crate::engine::Scratch::new(rs);
             let mut st = crate::engine::Stats::new(rs);
             let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
@@ -1199,8 +1213,9 @@ mod keyword_tests {
             let (out, _) = rs.redact_line(cut.as_bytes(), &mut sc, &mut st);
             let out = String::from_utf8_lossy(out).into_owned();
             // (Not the other way round: text cannot tell the quote of a
-            // `\"` from a real one, so it may redact a little more.)
-            if found {
+            // `\"` from a real one, so it may redact a little more. And at
+            // the top level only: README, known limits.)
+            if found && embed == 0 {
                 proptest::prop_assert!(!out.contains("v4lue"), "{} -> {}", cut, out);
             }
         }
