@@ -106,6 +106,34 @@ fn json_inside_a_string_and_url_encoded_values_are_redacted() {
 }
 
 #[test]
+fn json_held_in_strings_is_redacted_as_deep_as_the_walk_decodes_it_escapes_and_all() {
+    // Each line's only secret is in JSON inside a string (inside a
+    // string), spelled with escapes that only the inner level decodes:
+    // nothing else in the line sends it to the walk.
+    let inner = |v: serde_json::Value| serde_json::json!({ "m": v.to_string() });
+    let lines = [
+        // `pass\u0077ord` is `password` one level down.
+        serde_json::json!({ "m": r#"{"pass\u0077ord": "hunter2"}"# }),
+        // A card number with its first digit escaped.
+        serde_json::json!({ "m": r#"{"n": "card \u0034111111111111111"}"# }),
+        // A field name two and three levels down.
+        inner(serde_json::json!({ "i": serde_json::json!({ "password": "hunter2" }).to_string() })),
+        inner(inner(
+            serde_json::json!({ "i": serde_json::json!({ "password": "hunter2" }).to_string() }),
+        )),
+    ];
+    for line in lines {
+        let line = line.to_string();
+        let out = redact(&format!("{line}\n"));
+        assert!(
+            !out.contains("hunter2") && !out.contains("111111111111111"),
+            "{line} -> {out}"
+        );
+        serde_json::from_str::<serde_json::Value>(out.trim_end()).expect("still JSON");
+    }
+}
+
+#[test]
 fn plain_text_kinds_are_redacted_in_place() {
     let lines = [
         (

@@ -348,9 +348,13 @@ impl Ruleset {
         };
         // Nothing can match this value: no candidate rule, no name that a
         // context rule wants, and no percent escape to decode and rescan.
-        // (Embedded JSON is covered: the line scan saw its text.)
-        let nothing_to_do =
-            cands.is_some_and(RuleBits::is_empty) && key.is_none() && !has_percent_escape(value);
+        // (Embedded JSON is covered: the line scan saw its text, with one
+        // level of escapes decoded, which for `\uXXXX` one level further
+        // down is not the text the walk of that level sees.)
+        let nothing_to_do = cands.is_some_and(RuleBits::is_empty)
+            && key.is_none()
+            && !has_percent_escape(value)
+            && !(is_string && hides_unicode_escapes(value));
         let r = if nothing_to_do {
             None
         } else if is_string {
@@ -396,4 +400,13 @@ fn value_done(frames: &mut [Frame<'_>], end: usize) {
         f.member = None;
         f.key = None;
     }
+}
+
+/// Whether a (decoded) string value is JSON holding `\u` escapes: its own
+/// walk decodes them into text the line-level scan never saw
+/// (`pass\u0077ord` is `password` there).
+pub(crate) fn hides_unicode_escapes(value: &str) -> bool {
+    let t = value.trim_start();
+    (t.starts_with('{') || t.starts_with('['))
+        && memchr::memmem::find(t.as_bytes(), b"\\u").is_some()
 }
