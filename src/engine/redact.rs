@@ -298,6 +298,9 @@ impl Ruleset {
         hits: &mut Vec<Hit>,
     ) -> Result<(), Stop> {
         let rule = &self.rules[r as usize];
+        if text.len() < rule.min_len {
+            return Ok(());
+        }
         let mut n = 0u32;
         let mut consider = |s: usize, e: usize| -> Result<(), Stop> {
             n = n.wrapping_add(1);

@@ -41,6 +41,10 @@ pub struct Rule {
     pub(crate) matcher: Option<Matcher>,
     pub(crate) group: Group,
     pub(crate) validator: Option<Validator>,
+    /// The fewest bytes a match of `pattern` takes (0 when not known): a
+    /// shorter text is not searched at all (`path` holds the keyword `pat`
+    /// of a rule whose matches are 82 bytes long).
+    pub(crate) min_len: usize,
     /// What stands for this rule in the multi-pattern set when it is not
     /// just its pattern (field-name rules: the JSON member form only).
     pub(crate) set_pattern: Option<String>,
@@ -333,6 +337,7 @@ impl Ruleset {
             matcher: r.matcher.clone(),
             group: r.group,
             validator: r.validator,
+            min_len: r.min_len,
             set_pattern: r.set_pattern.clone(),
             tests: r.tests.clone(),
             origin: r.origin.clone(),
@@ -866,6 +871,13 @@ fn compile_rule(
         None => (key_text_pattern(&spec.keys), 1, true),
     };
     let at = format!("{}:{}", src.name, pattern_line);
+    // The regex crate reads the pattern the same way; a `fancy` pattern
+    // it does not parse (look-around) gets 0, which skips nothing.
+    let min_len = regex_syntax::Parser::new()
+        .parse(&ascii_word_boundaries(&pattern))
+        .ok()
+        .and_then(|h| h.properties().minimum_len())
+        .unwrap_or(0);
     let (matcher, group) = match spec.engine {
         PatternEngine::Regex => {
             let re = regex::RegexBuilder::new(&ascii_word_boundaries(&pattern))
@@ -934,6 +946,7 @@ fn compile_rule(
         matcher: Some(matcher),
         group,
         validator,
+        min_len,
         set_pattern,
         tests: spec.tests,
         origin,
