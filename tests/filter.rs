@@ -134,6 +134,37 @@ fn json_held_in_strings_is_redacted_as_deep_as_the_walk_decodes_it_escapes_and_a
 }
 
 #[test]
+fn a_key_that_holds_a_secret_is_redacted_and_stays_unique_in_its_object() {
+    let input = concat!(
+        r#"{"quota":{"ann@example.com":5,"bob@example.com":7,"n":1},"#,
+        r#""sessions":{"10.1.2.3":{"user":"x"}},"AKIAQWERTYUIOPASDFGH":"k","#,
+        r#""password":{"carl@example.com":"pw"},"task":1,"path":"/a"}"#,
+        "\n"
+    );
+    let out = redact(input);
+    for secret in [
+        "ann@example.com",
+        "bob@example.com",
+        "10.1.2.3",
+        "AKIAQWERTYUIOPASDFGH",
+        "carl@example.com",
+        "\"pw\"",
+    ] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).expect("still JSON");
+    let quota = v["quota"].as_object().unwrap();
+    assert_eq!(quota.len(), 3, "two redacted keys stay two keys: {out}");
+    assert_eq!(quota["[REDACTED:email]"], 5);
+    assert_eq!(quota["[REDACTED:email] #2"], 7);
+    // Ordinary names (holding a keyword: `task` has `sk`, `path` has `pat`)
+    // are kept as they are.
+    assert_eq!(v["task"], 1);
+    assert_eq!(v["path"], "/a");
+    assert_eq!(v.as_object().unwrap().len(), 6);
+}
+
+#[test]
 fn plain_text_kinds_are_redacted_in_place() {
     let lines = [
         (

@@ -11,7 +11,9 @@
 //! What [`Ruleset::redact_line`] guarantees for every input:
 //! - the output is one line (no newline is added or removed inside it);
 //! - a JSON object or array line stays valid JSON with the same keys in the
-//!   same order (except members of `drop` rules); untouched parts keep their
+//!   same order (except members of `drop` rules, and keys that hold a
+//!   secret themselves: those are redacted like values, `#2`, `#3`, ...
+//!   added where two would come out the same); untouched parts keep their
 //!   exact bytes, and a line with nothing to redact comes back byte for byte;
 //! - invalid UTF-8 is redacted as lossy text, malformed JSON as text: both
 //!   are counted as secondary failures, neither is ever passed through raw;
@@ -33,7 +35,8 @@
 //!    escapes is scanned as a decoded copy whose offsets map back to the
 //!    line; one with percent escapes is also scanned percent-decoded).
 //! 2. JSON lines are walked token by token ([`crate::decode::json`]): field
-//!    names are checked against `keys` rules, every string (and number)
+//!    names are checked against `keys` rules (and redacted like values
+//!    where they hold a secret), every string (and number)
 //!    value is redacted as text by the rules whose keyword lies inside it
 //!    or whose set match ends inside it; strings holding JSON are walked
 //!    too.

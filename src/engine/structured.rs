@@ -43,6 +43,9 @@ struct Frame<'t> {
     prev_kept_end: Option<usize>,
     /// A dropped member waiting to know whether a member follows: `(key start, value end)`.
     pending_drop: Option<(usize, usize)>,
+    /// The names of this object that were redacted, as written (to keep
+    /// them unique: two e-mail addresses as keys must not become one key).
+    redacted_names: Vec<String>,
 }
 
 /// The changes to one JSON text, in order. Pooled in [`Scratch`] so the
@@ -116,6 +119,8 @@ impl Ruleset {
         edits: &mut Edits,
     ) -> Result<Option<String>, JsonError> {
         let mut sc_ = Scanner::new(text);
+        // Where the check of member names is in the scan's lists.
+        let mut names_at = (0, 0);
         // Room for the nesting of a typical log line without regrowing.
         let mut frames: Vec<Frame<'_>> = Vec::with_capacity(8);
         // A member being dropped: its key start and how many containers of
@@ -162,10 +167,29 @@ impl Ruleset {
                     }
                     f.member = None;
                     f.key = None;
+                    let key = decode_string(&text[start..end], escaped)?;
+                    // A name can be the data itself (an address book keyed
+                    // by e-mail address): it is redacted like a string
+                    // value, and kept unique within its object. Most names
+                    // hold no hit of the line's scan: that is checked first.
+                    if self.name_may_hold_hits(&key, (start + 1, end - 1), scan, &mut names_at)
+                        && let Some(new) = self.redact_member_value(
+                            &key,
+                            true,
+                            (start + 1, end - 1),
+                            None,
+                            scan,
+                            sc,
+                            st,
+                            MAX_EMBEDDED_DEPTH,
+                        )
+                    {
+                        let new = unique_name(new, &mut f.redacted_names);
+                        edits.replace_with(start, end, |b| encode_string(&new, b));
+                    }
                     if f.subtree.is_some() {
                         continue;
                     }
-                    let key = decode_string(&text[start..end], escaped)?;
                     let rule = self.key_rule_cached(&key, sc);
                     f.key = Some(key);
                     f.key_span = (start + 1, end - 1);
@@ -292,6 +316,46 @@ impl Ruleset {
         edits.replace_with(start, end, |b| encode_string(&rendered, b));
     }
 
+    /// Whether a member name at `span` (its content) in the line may hold
+    /// something to redact: a keyword inside it or a set match ending in it
+    /// (the cheap part of [`Self::redact_member_value`]'s choice, without
+    /// its scratch bit sets), or anything that choice could not rule out.
+    ///
+    /// `cursor` carries where the last name's check stopped in the scan's
+    /// lists (names come in line order), so a line costs one pass over them.
+    fn name_may_hold_hits(
+        &self,
+        name: &str,
+        span: (usize, usize),
+        scan: Option<&LineScan>,
+        cursor: &mut (usize, usize),
+    ) -> bool {
+        let Some(ls) = scan.filter(|ls| ls.positional) else {
+            return true;
+        };
+        if !self.prefilter.always().is_empty()
+            || (!ls.ends_known && !ls.unkeyed.is_empty())
+            || memchr::memchr(b'%', name.as_bytes()).is_some()
+        {
+            return true;
+        }
+        let (lo, hi) = (ls.to_scanned(span.0), ls.to_scanned(span.1));
+        let (k, e) = cursor;
+        while ls.ends.get(*e).is_some_and(|h| (h.end as usize) <= lo) {
+            *e += 1;
+        }
+        if ls.ends.get(*e).is_some_and(|h| h.end as usize <= hi) {
+            return true;
+        }
+        while ls.kw.get(*k).is_some_and(|h| (h.end as usize) <= lo) {
+            *k += 1;
+        }
+        ls.kw[*k..]
+            .iter()
+            .take_while(|h| (h.end as usize) <= hi)
+            .any(|h| h.start as usize >= lo)
+    }
+
     /// One string or number value at `span` (its content) in the line:
     /// works out which rules to run on it and with which member name.
     #[allow(clippy::too_many_arguments)]
@@ -400,6 +464,19 @@ fn value_done(frames: &mut [Frame<'_>], end: usize) {
         f.member = None;
         f.key = None;
     }
+}
+
+/// `name`, or `name #2`, `name #3`, ... when an earlier redacted name of the
+/// same object came out the same; recorded in `seen`.
+fn unique_name(name: String, seen: &mut Vec<String>) -> String {
+    let mut out = name.clone();
+    let mut n = 1;
+    while seen.contains(&out) {
+        n += 1;
+        out = format!("{name} #{n}");
+    }
+    seen.push(out.clone());
+    out
 }
 
 /// Whether a (decoded) string value is JSON holding `\u` escapes: its own
