@@ -43,9 +43,18 @@ struct Frame<'t> {
     prev_kept_end: Option<usize>,
     /// A dropped member waiting to know whether a member follows: `(key start, value end)`.
     pending_drop: Option<(usize, usize)>,
-    /// The names of this object that were redacted, as written (to keep
-    /// them unique: two e-mail addresses as keys must not become one key).
-    redacted_names: Vec<String>,
+    /// The names of this object that were redacted (to keep them unique:
+    /// two e-mail addresses as keys must not become one key).
+    redacted_names: RedactedNames,
+}
+
+/// The redacted names of one object: each as written, and for each
+/// redacted form how many names came out as it. Hashed, so an object with
+/// a hundred thousand e-mail addresses as keys stays linear.
+#[derive(Default)]
+struct RedactedNames {
+    written: std::collections::HashSet<String>,
+    counts: std::collections::HashMap<String, u32>,
 }
 
 /// The changes to one JSON text, in order. Pooled in [`Scratch`] so the
@@ -466,17 +475,22 @@ fn value_done(frames: &mut [Frame<'_>], end: usize) {
     }
 }
 
-/// `name`, or `name #2`, `name #3`, ... when an earlier redacted name of the
+/// `name`, or `name #2`, `name #3`, ... when earlier redacted names of the
 /// same object came out the same; recorded in `seen`.
-fn unique_name(name: String, seen: &mut Vec<String>) -> String {
+fn unique_name(name: String, seen: &mut RedactedNames) -> String {
+    let n = seen.counts.entry(name.clone()).or_insert(0);
     let mut out = name.clone();
-    let mut n = 1;
-    while seen.contains(&out) {
-        n += 1;
-        out = format!("{name} #{n}");
+    loop {
+        *n += 1;
+        if *n > 1 {
+            out = format!("{name} #{n}");
+        }
+        // Another redacted form may already read `name #n` (it would take
+        // a mask that ends in ` #2`): go on counting.
+        if seen.written.insert(out.clone()) {
+            return out;
+        }
     }
-    seen.push(out.clone());
-    out
 }
 
 /// Whether a (decoded) string value is JSON holding `\u` escapes: its own
