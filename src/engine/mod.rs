@@ -272,6 +272,8 @@ pub struct Scratch {
     key_cache: std::collections::HashMap<Box<str>, Option<u32>, foldhash::fast::RandomState>,
     lossy: String,
     line_scan: ruleset::LineScan,
+    /// Scans of JSON held in strings (one per level being walked).
+    scan_pool: Vec<ruleset::LineScan>,
     out: Vec<u8>,
     findings: Option<Vec<Finding>>,
     /// The current line's length and time budget (see `Ruleset::deadline`).
@@ -294,6 +296,7 @@ impl Scratch {
             key_cache: Default::default(),
             lossy: String::new(),
             line_scan: ruleset::LineScan::default(),
+            scan_pool: Vec::new(),
             out: Vec::with_capacity(4096),
             findings: None,
             line_len: 0,
@@ -382,7 +385,12 @@ impl Ruleset {
     /// so the walk still runs each rule only on the values where it can
     /// match. If there are `%XX` escapes, a percent-decoded copy is scanned
     /// too.
-    fn json_line_is_clean(&self, s: &str, scan: &mut ruleset::LineScan, sc: &mut Scratch) -> bool {
+    pub(crate) fn json_line_is_clean(
+        &self,
+        s: &str,
+        scan: &mut ruleset::LineScan,
+        sc: &mut Scratch,
+    ) -> bool {
         let escaped = memchr::memchr(b'\\', s.as_bytes()).is_some();
         let text = if escaped {
             let mut copy = std::mem::take(&mut sc.lossy);

@@ -456,8 +456,17 @@ impl Ruleset {
         let t = value.trim_start();
         if depth < MAX_EMBEDDED_DEPTH && (t.starts_with('{') || t.starts_with('[')) {
             // Candidates of the outer scan are not valid here: the inner
-            // text was unescaped.
-            if let Ok(r) = self.redact_json(value, None, sc, st, depth + 1) {
+            // text was unescaped. It gets its own scan, as a line does: one
+            // pass over it, and no walk at all when it finds nothing.
+            let mut scan = sc.scan_pool.pop().unwrap_or_default();
+            let r = if self.raw_scan_is_superset && self.json_line_is_clean(value, &mut scan, sc) {
+                Ok(None)
+            } else {
+                let scan = self.raw_scan_is_superset.then_some(&scan);
+                self.redact_json(value, scan, sc, st, depth + 1)
+            };
+            sc.scan_pool.push(scan);
+            if let Ok(r) = r {
                 return r;
             }
         }
