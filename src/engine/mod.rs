@@ -405,8 +405,7 @@ impl Ruleset {
         // A `\u` left after one level of decoding belongs to JSON held in a
         // string, which the walk decodes further (see
         // `structured::hides_unicode_escapes`): such a line is walked.
-        let mut clean = scan.all.is_empty()
-            && !(escaped && memchr::memmem::find(view.as_bytes(), b"\\u").is_some());
+        let mut clean = scan.all.is_empty() && !(escaped && structured::has_unicode_escape(view));
         if clean && let Some(decoded) = redact::percent_decode(view) {
             let mut bits = sc.take_bits();
             self.candidates(&decoded, &mut bits, &mut sc.scan_cache);

@@ -872,12 +872,18 @@ fn compile_rule(
     };
     let at = format!("{}:{}", src.name, pattern_line);
     // The regex crate reads the pattern the same way; a `fancy` pattern
-    // it does not parse (look-around) gets 0, which skips nothing.
-    let min_len = regex_syntax::Parser::new()
-        .parse(&ascii_word_boundaries(&pattern))
-        .ok()
-        .and_then(|h| h.properties().minimum_len())
-        .unwrap_or(0);
+    // it does not parse (look-around) gets 0, which skips nothing, and so
+    // does a pattern derived from `keys` (long alternations whose parse
+    // would cost more start-up than their short matches save).
+    let min_len = if derived {
+        0
+    } else {
+        regex_syntax::Parser::new()
+            .parse(&ascii_word_boundaries(&pattern))
+            .ok()
+            .and_then(|h| h.properties().minimum_len())
+            .unwrap_or(0)
+    };
     let (matcher, group) = match spec.engine {
         PatternEngine::Regex => {
             let re = regex::RegexBuilder::new(&ascii_word_boundaries(&pattern))

@@ -128,8 +128,10 @@ impl Ruleset {
         edits: &mut Edits,
     ) -> Result<Option<String>, JsonError> {
         let mut sc_ = Scanner::new(text);
-        // Where the check of member names is in the scan's lists.
+        // Where the check of member names is in the scan's lists, and
+        // whether any name can hold a percent escape.
         let mut names_at = (0, 0);
+        let has_percent = memchr::memchr(b'%', text.as_bytes()).is_some();
         // Room for the nesting of a typical log line without regrowing.
         let mut frames: Vec<Frame<'_>> = Vec::with_capacity(8);
         // A member being dropped: its key start and how many containers of
@@ -181,18 +183,22 @@ impl Ruleset {
                     // by e-mail address): it is redacted like a string
                     // value, and kept unique within its object. Most names
                     // hold no hit of the line's scan: that is checked first.
-                    if self.name_may_hold_hits(&key, (start + 1, end - 1), scan, &mut names_at)
-                        && let Some(new) = self.redact_member_value(
-                            &key,
-                            true,
-                            (start + 1, end - 1),
-                            None,
-                            scan,
-                            sc,
-                            st,
-                            MAX_EMBEDDED_DEPTH,
-                        )
-                    {
+                    if self.name_may_hold_hits(
+                        &key,
+                        (start + 1, end - 1),
+                        scan,
+                        &mut names_at,
+                        has_percent,
+                    ) && let Some(new) = self.redact_member_value(
+                        &key,
+                        true,
+                        (start + 1, end - 1),
+                        None,
+                        scan,
+                        sc,
+                        st,
+                        MAX_EMBEDDED_DEPTH,
+                    ) {
                         let new = unique_name(new, &mut f.redacted_names);
                         edits.replace_with(start, end, |b| encode_string(&new, b));
                     }
@@ -338,13 +344,14 @@ impl Ruleset {
         span: (usize, usize),
         scan: Option<&LineScan>,
         cursor: &mut (usize, usize),
+        line_has_percent: bool,
     ) -> bool {
         let Some(ls) = scan.filter(|ls| ls.positional) else {
             return true;
         };
         if !self.prefilter.always().is_empty()
             || (!ls.ends_known && !ls.unkeyed.is_empty())
-            || memchr::memchr(b'%', name.as_bytes()).is_some()
+            || (line_has_percent && name.as_bytes().contains(&b'%'))
         {
             return true;
         }
@@ -359,10 +366,12 @@ impl Ruleset {
         while ls.kw.get(*k).is_some_and(|h| (h.end as usize) <= lo) {
             *k += 1;
         }
+        // A keyword's rule counts where its matches fit in the name (the
+        // `pat` of airtable-pat is in every `path`).
         ls.kw[*k..]
             .iter()
             .take_while(|h| (h.end as usize) <= hi)
-            .any(|h| h.start as usize >= lo)
+            .any(|h| h.start as usize >= lo && self.rules[h.rule as usize].min_len <= name.len())
     }
 
     /// One string or number value at `span` (its content) in the line:
@@ -424,8 +433,10 @@ impl Ruleset {
         // (Embedded JSON is covered: the line scan saw its text, with one
         // level of escapes decoded, which for `\uXXXX` one level further
         // down is not the text the walk of that level sees.)
-        let nothing_to_do = cands.is_some_and(RuleBits::is_empty)
-            && key.is_none()
+        let nothing_to_do = cands.is_some_and(|c| {
+            c.iter()
+                .all(|r| self.rules[r as usize].min_len > value.len())
+        }) && key.is_none()
             && !has_percent_escape(value)
             && !(is_string && hides_unicode_escapes(value));
         let r = if nothing_to_do {
@@ -453,8 +464,12 @@ impl Ruleset {
         st: &mut Stats,
         depth: u8,
     ) -> Option<String> {
-        let t = value.trim_start();
-        if depth < MAX_EMBEDDED_DEPTH && (t.starts_with('{') || t.starts_with('[')) {
+        let t = value.trim();
+        // JSON text starts and ends with its brackets: `[nio-8080-exec-1]
+        // c.e.OrderController ...` is not worth a scan and a parse.
+        let json_like =
+            (t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']'));
+        if depth < MAX_EMBEDDED_DEPTH && json_like {
             // Candidates of the outer scan are not valid here: the inner
             // text was unescaped. It gets its own scan, as a line does: one
             // pass over it, and no walk at all when it finds nothing.
@@ -507,6 +522,12 @@ fn unique_name(name: String, seen: &mut RedactedNames) -> String {
 /// (`pass\u0077ord` is `password` there).
 pub(crate) fn hides_unicode_escapes(value: &str) -> bool {
     let t = value.trim_start();
-    (t.starts_with('{') || t.starts_with('['))
-        && memchr::memmem::find(t.as_bytes(), b"\\u").is_some()
+    (t.starts_with('{') || t.starts_with('[')) && has_unicode_escape(t)
+}
+
+/// Whether `s` holds `\u` (a backslash is rare in decoded text, so this is
+/// one `memchr` pass for most).
+pub(crate) fn has_unicode_escape(s: &str) -> bool {
+    let b = s.as_bytes();
+    memchr::memchr_iter(b'\\', b).any(|i| b.get(i + 1) == Some(&b'u'))
 }
