@@ -44,8 +44,9 @@ struct Frame<'t> {
     /// A dropped member waiting to know whether a member follows: `(key start, value end)`.
     pending_drop: Option<(usize, usize)>,
     /// The names of this object that were redacted (to keep them unique:
-    /// two e-mail addresses as keys must not become one key).
-    redacted_names: RedactedNames,
+    /// two e-mail addresses as keys must not become one key); made at the
+    /// first one.
+    redacted_names: Option<Box<RedactedNames>>,
 }
 
 /// The redacted names of one object: each as written, and for each
@@ -199,7 +200,8 @@ impl Ruleset {
                         st,
                         MAX_EMBEDDED_DEPTH,
                     ) {
-                        let new = unique_name(new, &mut f.redacted_names);
+                        let seen = f.redacted_names.get_or_insert_with(Default::default);
+                        let new = unique_name(new, seen);
                         edits.replace_with(start, end, |b| encode_string(&new, b));
                     }
                     if f.subtree.is_some() {
@@ -464,12 +466,7 @@ impl Ruleset {
         st: &mut Stats,
         depth: u8,
     ) -> Option<String> {
-        let t = value.trim();
-        // JSON text starts and ends with its brackets: `[nio-8080-exec-1]
-        // c.e.OrderController ...` is not worth a scan and a parse.
-        let json_like =
-            (t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']'));
-        if depth < MAX_EMBEDDED_DEPTH && json_like {
+        if depth < MAX_EMBEDDED_DEPTH && json_like(value) {
             // Candidates of the outer scan are not valid here: the inner
             // text was unescaped. It gets its own scan, as a line does: one
             // pass over it, and no walk at all when it finds nothing.
@@ -521,8 +518,15 @@ fn unique_name(name: String, seen: &mut RedactedNames) -> String {
 /// walk decodes them into text the line-level scan never saw
 /// (`pass\u0077ord` is `password` there).
 pub(crate) fn hides_unicode_escapes(value: &str) -> bool {
-    let t = value.trim_start();
-    (t.starts_with('{') || t.starts_with('[')) && has_unicode_escape(t)
+    json_like(value) && has_unicode_escape(value)
+}
+
+/// Whether a string value may be JSON text, which starts and ends with its
+/// brackets (`[nio-8080-exec-1] c.e.OrderController ...` is not worth a
+/// scan and a parse).
+fn json_like(value: &str) -> bool {
+    let t = value.trim();
+    (t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']'))
 }
 
 /// Whether `s` holds `\u` (a backslash is rare in decoded text, so this is
