@@ -875,18 +875,19 @@ fn compile_rule(
     // it does not parse (look-around) gets 0, which skips nothing, and so
     // does a pattern derived from `keys` (long alternations whose parse
     // would cost more start-up than their short matches save).
+    let ascii = ascii_word_boundaries(&pattern);
     let min_len = if derived {
         0
     } else {
         regex_syntax::Parser::new()
-            .parse(&ascii_word_boundaries(&pattern))
+            .parse(&ascii)
             .ok()
             .and_then(|h| h.properties().minimum_len())
             .unwrap_or(0)
     };
     let (matcher, group) = match spec.engine {
         PatternEngine::Regex => {
-            let re = regex::RegexBuilder::new(&ascii_word_boundaries(&pattern))
+            let re = regex::RegexBuilder::new(&ascii)
                 .size_limit(1 << 24)
                 .build()
                 .map_err(|e| invalid(&at, format!("invalid pattern: {e}")))?;
