@@ -99,6 +99,10 @@ pub struct Ruleset {
     /// capture group, not the whole match): only these need to see a JSON
     /// member's name next to its value.
     pub(crate) context_rules: RuleBits,
+    /// Rules with field names (`keys`). Each has its names in the pattern
+    /// set as JSON members, so a line whose scan found none of them holds
+    /// no member that the name lookup would match (the walk skips it).
+    pub(crate) key_rules: RuleBits,
     pub(crate) time_budget: Option<std::time::Duration>,
 }
 
@@ -246,9 +250,14 @@ impl Ruleset {
         let mut raw_scan_is_superset = true;
         let mut context_rules = RuleBits::default();
         context_rules.reset(rules.len());
+        let mut key_rules = RuleBits::default();
+        key_rules.reset(rules.len());
         for (i, r) in rules.iter().enumerate() {
             if r.group != Group::Whole {
                 context_rules.insert(i as u32);
+            }
+            if !r.keys.is_empty() {
+                key_rules.insert(i as u32);
             }
         }
         for (i, r) in rules.iter().enumerate() {
@@ -306,6 +315,7 @@ impl Ruleset {
             time_budget: opts.time_budget,
             raw_scan_is_superset,
             context_rules,
+            key_rules,
         })
     }
 
