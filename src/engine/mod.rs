@@ -366,6 +366,27 @@ pub(crate) fn builtin_for_test() -> Ruleset {
     Ruleset::compile(&spec::builtin_sources(), &CompileOptions::default()).unwrap()
 }
 
+/// The built-in ruleset, compiled once per test binary.
+#[cfg(test)]
+pub(crate) fn builtin_shared() -> &'static Ruleset {
+    static RS: std::sync::OnceLock<Ruleset> = std::sync::OnceLock::new();
+    RS.get_or_init(builtin_for_test)
+}
+
+/// Pieces to build test lines from: every `hit` text of the built-in
+/// rules' own tests (secrets of every kind, names with their values), and
+/// `extra`.
+#[cfg(test)]
+pub(crate) fn builtin_hits_and(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = builtin_shared()
+        .rules()
+        .iter()
+        .flat_map(|r| r.tests.iter().filter_map(|t| t.hit.clone()))
+        .collect();
+    v.extend(extra.iter().map(|p| p.to_string()));
+    v
+}
+
 /// How a line was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

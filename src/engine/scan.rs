@@ -887,7 +887,9 @@ pub(crate) fn rules_ending_within(ends: &[EndHit], lo: usize, hi: usize, out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Ruleset, Scratch, Stats, compile_for_test as compile};
+    use crate::engine::{
+        Ruleset, Scratch, Stats, builtin_hits_and, builtin_shared, compile_for_test as compile,
+    };
 
     const RULES: &str = r#"
 [[rules]]
@@ -954,20 +956,10 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         )
     }
 
-    fn builtin() -> &'static Ruleset {
-        static RS: std::sync::OnceLock<Ruleset> = std::sync::OnceLock::new();
-        RS.get_or_init(crate::engine::builtin_for_test)
-    }
-
     /// Pieces of lines: the built-in rules' own hits, and the quotes,
     /// escapes, digits and letters around them in logs.
     fn pieces() -> Vec<String> {
-        let mut v: Vec<String> = builtin()
-            .rules()
-            .iter()
-            .flat_map(|r| r.tests.iter().filter_map(|t| t.hit.clone()))
-            .collect();
-        for p in [
+        builtin_hits_and(&[
             "\"",
             "\"",
             "\":\"",
@@ -988,10 +980,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             "\"db_password\":",
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "0123456789abcdef",
-        ] {
-            v.push(p.to_string());
-        }
-        v
+        ])
     }
 
     proptest::proptest! {
@@ -1005,7 +994,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             parts in proptest::collection::vec(proptest::sample::select(pieces()), 0..40),
         ) {
             let text = parts.concat();
-            let rs = builtin();
+            let rs = builtin_shared();
             let mut cache = rs.new_scan_cache();
             let one = walk_of(rs, &text, false, &mut cache);
             let split = walk_of(rs, &text, true, &mut cache);

@@ -566,24 +566,14 @@ pub(crate) fn has_unicode_escape(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::{Ruleset, Scratch, Stats, builtin_for_test};
+    use crate::engine::{Scratch, Stats, builtin_hits_and, builtin_shared};
     use proptest::prelude::*;
-
-    fn builtin() -> &'static Ruleset {
-        static RS: std::sync::OnceLock<Ruleset> = std::sync::OnceLock::new();
-        RS.get_or_init(builtin_for_test)
-    }
 
     /// What values are made of: every `hit` text of the built-in rules'
     /// own tests (secrets of every kind, names with their values), and
     /// plain words, digits and escapes that sit next to them in logs.
     fn pieces() -> Vec<String> {
-        let mut v: Vec<String> = builtin()
-            .rules()
-            .iter()
-            .flat_map(|r| r.tests.iter().filter_map(|t| t.hit.clone()))
-            .collect();
-        for p in [
+        builtin_hits_and(&[
             "",
             " ",
             "ok",
@@ -605,10 +595,7 @@ mod tests {
             "2024-05-14T08:00:00.009963Z",
             "user@",
             "@example.com",
-        ] {
-            v.push(p.to_string());
-        }
-        v
+        ])
     }
 
     const NAMES: &[&str] = &[
@@ -635,7 +622,7 @@ mod tests {
     /// member's name, like `password` or `aws_secret_access_key`) keys on:
     /// lines made only of such pieces take the walk's fastest path.
     fn quiet(text: &str) -> bool {
-        let rs = builtin();
+        let rs = builtin_shared();
         let mut bits = super::RuleBits::default();
         let mut cache = rs.new_scan_cache();
         rs.candidates(text, &mut bits, &mut cache);
@@ -726,7 +713,7 @@ mod tests {
         fn the_walk_guided_by_the_line_scan_redacts_what_a_walk_scanning_every_value_does(
             line in line(),
         ) {
-            let rs = builtin();
+            let rs = builtin_shared();
             let mut sc = Scratch::new(rs);
             let mut st = Stats::new(rs);
             let (fast, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
