@@ -45,6 +45,10 @@ pub struct Rule {
     /// shorter text is not searched at all (`path` holds the keyword `pat`
     /// of a rule whose matches are 82 bytes long).
     pub(crate) min_len: usize,
+    /// The pattern asserts a start or end of text or line (`^`, `$`), so a
+    /// match in a value need not be a match in the line around it (true
+    /// when not known).
+    pub(crate) anchored: bool,
     /// What stands for this rule in the multi-pattern set when it is not
     /// just its pattern (field-name rules: the JSON member form only).
     pub(crate) set_pattern: Option<String>,
@@ -348,6 +352,7 @@ impl Ruleset {
             group: r.group,
             validator: r.validator,
             min_len: r.min_len,
+            anchored: r.anchored,
             set_pattern: r.set_pattern.clone(),
             tests: r.tests.clone(),
             origin: r.origin.clone(),
@@ -581,17 +586,24 @@ pub(crate) fn ascii_word_boundaries(p: &str) -> String {
 
 fn is_anchored(p: &str) -> bool {
     match regex_syntax::Parser::new().parse(p) {
-        Ok(hir) => {
-            let looks = hir.properties().look_set();
-            looks.contains(regex_syntax::hir::Look::Start)
-                || looks.contains(regex_syntax::hir::Look::End)
-                || looks.contains(regex_syntax::hir::Look::StartLF)
-                || looks.contains(regex_syntax::hir::Look::EndLF)
-                || looks.contains(regex_syntax::hir::Look::StartCRLF)
-                || looks.contains(regex_syntax::hir::Look::EndCRLF)
-        }
+        Ok(hir) => looks_anchored(hir.properties().look_set()),
         Err(_) => true,
     }
+}
+
+/// Whether a pattern's assertions include a start or end of text or line.
+fn looks_anchored(looks: regex_syntax::hir::LookSet) -> bool {
+    use regex_syntax::hir::Look;
+    [
+        Look::Start,
+        Look::End,
+        Look::StartLF,
+        Look::EndLF,
+        Look::StartCRLF,
+        Look::EndCRLF,
+    ]
+    .into_iter()
+    .any(|l| looks.contains(l))
 }
 
 /// The pattern a `keys` rule without a `pattern` uses in text: the same
@@ -886,14 +898,16 @@ fn compile_rule(
     // does a pattern derived from `keys` (long alternations whose parse
     // would cost more start-up than their short matches save).
     let ascii = ascii_word_boundaries(&pattern);
-    let min_len = if derived {
-        0
+    let (min_len, anchored) = if derived {
+        (0, true)
     } else {
-        regex_syntax::Parser::new()
-            .parse(&ascii)
-            .ok()
-            .and_then(|h| h.properties().minimum_len())
-            .unwrap_or(0)
+        match regex_syntax::Parser::new().parse(&ascii) {
+            Ok(h) => (
+                h.properties().minimum_len().unwrap_or(0),
+                looks_anchored(h.properties().look_set()),
+            ),
+            Err(_) => (0, true),
+        }
     };
     let (matcher, group) = match spec.engine {
         PatternEngine::Regex => {
@@ -964,6 +978,7 @@ fn compile_rule(
         group,
         validator,
         min_len,
+        anchored,
         set_pattern,
         tests: spec.tests,
         origin,

@@ -677,6 +677,39 @@ mod tests {
         .boxed()
     }
 
+    #[test]
+    fn a_keyword_whose_rule_matches_nowhere_in_the_line_does_not_send_it_to_the_walk() {
+        let rs = builtin_shared();
+        let mut sc = Scratch::new(rs);
+        let mut scan = crate::engine::ruleset::LineScan::default();
+        // airtable-pat's keyword `pat` is in `path`.
+        let clean = r#"{"request":{"method":"GET","path":"/api/v2/orders/1234567"},"msg":"ok"}"#;
+        assert!(rs.json_line_is_clean(clean, &mut scan, &mut sc));
+        assert!(!scan.all.is_empty(), "the scan saw the keyword");
+        let token =
+            "patSLibaI3Bsy5fbW.1dece7374e6104e7cf6e4b509ebf9e4021c95bbc1c4f7cfa958866a0585a183e";
+        let hit = format!(r#"{{"path":"/x","value":"{token}"}}"#);
+        assert!(!rs.json_line_is_clean(&hit, &mut scan, &mut sc));
+        let mut st = Stats::new(rs);
+        let (out, _) = rs.redact_line(hit.as_bytes(), &mut sc, &mut st);
+        assert!(!String::from_utf8_lossy(out).contains(token));
+    }
+
+    #[test]
+    fn an_anchored_keyword_rule_still_runs_on_the_values_it_matches_alone() {
+        // `^...$` matches the value, never the line around it: the line
+        // must be walked although the rule does not match the line.
+        let rs = crate::engine::compile_for_test(
+            "[[rules]]\nid='b'\ncategory='secret'\npattern='^Bearer [a-z]+$'\nkeywords=['bearer']\n",
+        );
+        let mut sc = Scratch::new(&rs);
+        let mut st = Stats::new(&rs);
+        let line = r#"{"h":"Bearer abc","m":"x"}"#;
+        let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+        let out = String::from_utf8_lossy(out).into_owned();
+        assert_eq!(out, r#"{"h":"[REDACTED:b]","m":"x"}"#);
+    }
+
     /// `json` with every `every`-th ASCII letter inside its strings
     /// written as a `\u00XX` escape (0: unchanged). Still the same JSON.
     fn escape_letters(json: &str, every: usize) -> String {
