@@ -161,6 +161,22 @@ pub(crate) struct Sink<'a> {
     pub ends: Option<&'a mut Vec<EndHit>>,
 }
 
+impl Sink<'_> {
+    /// Empties the bit sets (sized for `n_rules`) and the lists.
+    fn clear(&mut self, n_rules: usize) {
+        self.all.reset(n_rules);
+        if let Some(u) = self.unkeyed.as_deref_mut() {
+            u.reset(n_rules);
+        }
+        if let Some(k) = self.kw.as_deref_mut() {
+            k.clear();
+        }
+        if let Some(e) = self.ends.as_deref_mut() {
+            e.clear();
+        }
+    }
+}
+
 impl Prefilter {
     /// Builds the automata. `keywords[i]` enables `kw_rules[i]`;
     /// `set_pats[i]` is the pattern of rule `set_rules[i]`.
@@ -263,16 +279,7 @@ impl Prefilter {
         cache: &mut ScanCache,
         n_rules: usize,
     ) -> bool {
-        sink.all.reset(n_rules);
-        if let Some(u) = sink.unkeyed.as_deref_mut() {
-            u.reset(n_rules);
-        }
-        if let Some(k) = sink.kw.as_deref_mut() {
-            k.clear();
-        }
-        if let Some(e) = sink.ends.as_deref_mut() {
-            e.clear();
-        }
+        sink.clear(n_rules);
         let set = if sink.set { self.set.as_ref() } else { None };
         let dfa = set.and_then(|s| s.dfa.as_ref().zip(cache.dfa.as_mut()));
         let no_dfa = set.is_some() && dfa.is_none();
@@ -337,16 +344,7 @@ impl Prefilter {
                 return w;
             }
             // Given up part way: start again from nothing, in one piece.
-            sink.all.reset(n_rules);
-            if let Some(u) = sink.unkeyed.as_deref_mut() {
-                u.reset(n_rules);
-            }
-            if let Some(k) = sink.kw.as_deref_mut() {
-                k.clear();
-            }
-            if let Some(e) = sink.ends.as_deref_mut() {
-                e.clear();
-            }
+            sink.clear(n_rules);
         }
         self.walk(ac, start, text, dfa, sink)
     }
