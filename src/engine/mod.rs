@@ -426,8 +426,8 @@ impl Ruleset {
         // A `\u` left after one level of decoding belongs to JSON held in a
         // string, which the walk decodes further (see
         // `structured::hides_unicode_escapes`): such a line is walked.
-        let mut clean = (scan.all.is_empty() || self.none_match_whole(view, &scan.all))
-            && !(escaped && structured::has_unicode_escape(view));
+        let mut clean = !(escaped && structured::has_unicode_escape(view))
+            && (scan.all.is_empty() || self.none_match_whole(view, &scan.all));
         if clean && let Some(decoded) = redact::percent_decode(view) {
             let mut bits = sc.take_bits();
             self.candidates(&decoded, &mut bits, &mut sc.scan_cache);
