@@ -9,6 +9,7 @@
 
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
 use crate::engine::{FailureKind, Ruleset, Scratch, Stats};
@@ -136,17 +137,33 @@ pub fn read_batches(
     input: impl io::Read,
     max_line: usize,
     source: usize,
+    send: impl FnMut(Batch) -> bool,
+) -> io::Result<bool> {
+    read_batches_into(input, max_line, source, None, send)
+}
+
+/// [`read_batches`], taking each batch's byte buffer from `spares` when it
+/// holds one (the filter's workers hand theirs back there).
+pub fn read_batches_into(
+    input: impl io::Read,
+    max_line: usize,
+    source: usize,
+    spares: Option<&Spares>,
     mut send: impl FnMut(Batch) -> bool,
 ) -> io::Result<bool> {
     let mut reader = crate::sources::lines::LineReader::new(input, max_line);
     // Each new batch is sized like the one before it: a fast input fills
     // batches without regrowing them (on the bench corpus that took 44% of
     // this thread's copying away), a slow one keeps them small.
-    let new = |prev: &Batch| Batch {
-        source,
-        data: Vec::with_capacity(prev.data.len().min(BATCH_BYTES + max_line)),
-        items: Vec::with_capacity(prev.items.len().min(BATCH_LINES)),
-        ..Batch::default()
+    let new = |prev: &Batch| {
+        let mut data = spares.map(Spares::take).unwrap_or_default();
+        data.reserve(prev.data.len().min(BATCH_BYTES + max_line));
+        Batch {
+            source,
+            data,
+            items: Vec::with_capacity(prev.items.len().min(BATCH_LINES)),
+            ..Batch::default()
+        }
     };
     let mut batch = new(&Batch::default());
     let mut refused = false;
@@ -314,7 +331,20 @@ pub fn redact_batch(
     scratch: &mut Scratch,
     stats: &mut Stats,
 ) -> Redacted {
-    let mut out = Vec::with_capacity(batch.data.len() + batch.data.len() / 8);
+    redact_batch_into(rs, batch, Vec::new(), scratch, stats).0
+}
+
+/// [`redact_batch`] writing into `out` (cleared first); also gives back the
+/// batch's input buffer, for reuse.
+pub fn redact_batch_into(
+    rs: &Ruleset,
+    batch: Batch,
+    mut out: Vec<u8>,
+    scratch: &mut Scratch,
+    stats: &mut Stats,
+) -> (Redacted, Vec<u8>) {
+    out.clear();
+    out.reserve(batch.data.len() + batch.data.len() / 8);
     let mut hits = Vec::new();
     let mut ends = Vec::with_capacity(batch.items.len());
     let mut line = 0u32;
@@ -334,7 +364,7 @@ pub fn redact_batch(
             ends.push(out.len() as u32);
         }
     }
-    Redacted {
+    let red = Redacted {
         data: out,
         lines: line as usize,
         ends,
@@ -343,7 +373,8 @@ pub fn redact_batch(
         source: batch.source,
         hits,
         rules: None,
-    }
+    };
+    (red, batch.data)
 }
 
 /// Redacts an event's header values (and its key, if asked). A header is
@@ -443,18 +474,25 @@ fn redact_value(
 }
 
 /// A worker thread's loop. `observe` sees each batch's counters (for
-/// metrics); the total is returned at the end.
+/// metrics); the total is returned at the end. With `spares`, output
+/// buffers come from `spares.output` and spent input buffers go back to
+/// `spares.input`.
 pub fn worker(
     rs: &Ruleset,
     rx: Receiver<Batch>,
     tx: SyncSender<Redacted>,
     observe: Option<&(dyn Fn(&Stats) + Sync)>,
+    spares: Option<&BatchSpares>,
 ) -> Stats {
     let mut scratch = Scratch::new(rs);
     let mut total = Stats::new(rs);
     for batch in rx {
         let mut st = Stats::new(rs);
-        let out = redact_batch(rs, batch, &mut scratch, &mut st);
+        let buf = spares.map(|s| s.output.take()).unwrap_or_default();
+        let (out, spent) = redact_batch_into(rs, batch, buf, &mut scratch, &mut st);
+        if let Some(s) = spares {
+            s.input.put(spent);
+        }
         if let Some(f) = observe {
             f(&st);
         }
@@ -464,6 +502,45 @@ pub fn worker(
         }
     }
     total
+}
+
+/// Byte buffers handed back between stages for reuse.
+///
+/// Why: without it every 256 KiB batch was a fresh allocation on one thread
+/// freed on another, which in glibc's malloc means locking the other
+/// thread's arena, and fresh heap pages to fault in and zero
+/// (`--threads 2`, 100 MB corpus: `exc_page_fault`/`clear_page` and
+/// malloc's free paths were ~3% of the run). A few buffers circulate
+/// instead; at most [`Spares::KEEP`] are kept, so memory stays bounded.
+#[derive(Debug, Default)]
+pub struct Spares(Mutex<Vec<Vec<u8>>>);
+
+impl Spares {
+    const KEEP: usize = 16;
+
+    /// A spare buffer (empty), or a new one.
+    pub fn take(&self) -> Vec<u8> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        held.pop().unwrap_or_default()
+    }
+
+    /// Keeps `buf` for a later [`Spares::take`] (dropped when enough are
+    /// kept).
+    pub fn put(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() < Self::KEEP && buf.capacity() > 0 {
+            held.push(buf);
+        }
+    }
+}
+
+/// The filter's two circuits of buffers: batch inputs (reader → worker →
+/// reader) and outputs (worker → writer → worker).
+#[derive(Debug, Default)]
+pub struct BatchSpares {
+    pub input: Spares,
+    pub output: Spares,
 }
 
 /// Deals batches round-robin to workers.

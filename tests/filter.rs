@@ -495,6 +495,45 @@ fn parallel_workers_keep_input_order_and_output_identical_to_one_thread() {
     }
 }
 
+/// Workers and the writer hand their buffers back for reuse (the filter's
+/// `Spares`); over many batches, of lengths that go up and down, a reused
+/// buffer must never carry bytes of the batch it held before.
+#[test]
+fn parallel_workers_reusing_buffers_over_many_batches_match_one_thread() {
+    let mut input = String::new();
+    let mut i = 0usize;
+    while input.len() < 3 << 20 {
+        // Runs of long lines, then of short ones: batches of very different
+        // sizes follow each other.
+        let pad = if (i / 500) % 2 == 0 { 700 } else { 20 };
+        match i % 3 {
+            0 => input.push_str(&format!(
+                "{{\"n\":{i},\"email\":\"u{i}@example.com\",\"pad\":\"{}\"}}\n",
+                "x".repeat(pad)
+            )),
+            1 => input.push_str(&format!(
+                "line {i} from 10.0.{}.{} {}\n",
+                i % 250,
+                i % 7,
+                "y".repeat(pad)
+            )),
+            _ => input.push_str(&format!("clean line {i}\n")),
+        }
+        i += 1;
+    }
+    let one = run(&["--threads", "1"], input.as_bytes());
+    assert!(one.status.success());
+    assert_eq!(stdout(&one).lines().count(), i);
+    for t in ["2", "3"] {
+        let many = run(&["--threads", t], input.as_bytes());
+        assert!(many.status.success());
+        assert!(
+            stdout(&one) == stdout(&many),
+            "--threads {t} differs from one thread"
+        );
+    }
+}
+
 /// Found by fuzzing (`fuzz/corpus/engine_line/regression-marker-under-secret-key`):
 /// a control character made the line invalid JSON, a text rule masked the
 /// password, and the second pass (now valid JSON) masked the mask again

@@ -20,7 +20,8 @@ use anyhow::{Context, Result};
 use super::{FilterArgs, is_broken_pipe, load_ruleset};
 use crate::engine::{FailureKind, Ruleset, Scratch, Stats};
 use crate::pipeline::{
-    Batch, CHANNEL_DEPTH, Dealer, Item, Redacted, collect_in_order, process, read_batches, worker,
+    Batch, BatchSpares, CHANNEL_DEPTH, Dealer, Item, Redacted, collect_in_order, process,
+    read_batches_into, worker,
 };
 use crate::sources::lines::{Chunk, LineReader};
 
@@ -92,6 +93,8 @@ pub fn filter_parallel<W: Write + Send>(
     threads: usize,
     stats: &mut Stats,
 ) -> io::Result<()> {
+    let spares = BatchSpares::default();
+    let spares = &spares;
     thread::scope(|scope| {
         let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
         let mut from_workers: Vec<Receiver<Redacted>> = Vec::new();
@@ -101,25 +104,30 @@ pub fn filter_parallel<W: Write + Send>(
             let (rtx, rrx) = sync_channel::<Redacted>(CHANNEL_DEPTH);
             to_workers.push(tx);
             from_workers.push(rrx);
-            workers.push(scope.spawn(move || worker(rs, rx, rtx, None)));
+            workers.push(scope.spawn(move || worker(rs, rx, rtx, None, Some(spares))));
         }
         let writer = scope.spawn(move || {
             let mut out = io::BufWriter::with_capacity(256 * 1024, output);
             collect_in_order(from_workers, |r| match r {
-                Some(r) => out.write_all(&r.data),
+                Some(r) => {
+                    out.write_all(&r.data)?;
+                    spares.output.put(r.data);
+                    Ok(())
+                }
                 None => out.flush(),
             })?;
             out.flush()
         });
 
         let mut dealer = Dealer::new(to_workers);
-        let read_result = match read_batches(input, max_line, 0, |b| dealer.send(b)) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(io::Error::other(
-                "a worker stopped; input not fully processed",
-            )),
-            Err(e) => Err(e),
-        };
+        let read_result =
+            match read_batches_into(input, max_line, 0, Some(&spares.input), |b| dealer.send(b)) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(io::Error::other(
+                    "a worker stopped; input not fully processed",
+                )),
+                Err(e) => Err(e),
+            };
         // Closing the workers' inputs is what lets them, and the writer,
         // finish.
         drop(dealer);

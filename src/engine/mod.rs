@@ -284,6 +284,8 @@ pub struct Scratch {
     values_searched: u32,
     /// Edit lists of JSON walks (one per level of embedded JSON).
     edits_pool: Vec<structured::Edits>,
+    /// This thread's copies of the rules' regexes (see [`ruleset::Matchers`]).
+    matchers: ruleset::Matchers,
 }
 
 impl Scratch {
@@ -304,6 +306,7 @@ impl Scratch {
             budget_spent: false,
             values_searched: 0,
             edits_pool: Vec::new(),
+            matchers: ruleset::Matchers::new(rules),
         }
     }
 
@@ -427,7 +430,7 @@ impl Ruleset {
         // string, which the walk decodes further (see
         // `structured::hides_unicode_escapes`): such a line is walked.
         let mut clean = !(escaped && structured::has_unicode_escape(view))
-            && (scan.all.is_empty() || self.none_match_whole(view, &scan.all));
+            && (scan.all.is_empty() || self.none_match_whole(view, &scan.all, &sc.matchers));
         if clean && let Some(decoded) = redact::percent_decode(view) {
             let mut bits = sc.take_bits();
             self.candidates(&decoded, &mut bits, &mut sc.scan_cache);
@@ -451,14 +454,19 @@ impl Ruleset {
     /// field names, anchored ones (`^Bearer` matches a value, not the line
     /// around it), and `fancy` rules are never ruled out here; nor are the
     /// pattern set's rules (their match is already real).
-    fn none_match_whole(&self, text: &str, cands: &ruleset::RuleBits) -> bool {
+    fn none_match_whole(
+        &self,
+        text: &str,
+        cands: &ruleset::RuleBits,
+        m: &ruleset::Matchers,
+    ) -> bool {
         const MAX_CONFIRMED: usize = 2;
         if cands.iter().nth(MAX_CONFIRMED).is_some() {
             return false;
         }
         cands.iter().all(|r| {
             let rule = &self.rules[r as usize];
-            matches!(&rule.matcher, Some(ruleset::Matcher::Std(re))
+            matches!(self.matcher(r, m), Some(ruleset::Matcher::Std(re))
                 if !rule.keywords.is_empty()
                     && rule.keys.is_empty()
                     && rule.group == ruleset::Group::Whole

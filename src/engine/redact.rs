@@ -148,7 +148,7 @@ impl Ruleset {
             let off = key.name.len() + 1;
             let mut tmp = sc.take_hits();
             for r in bits.iter() {
-                if let Err(e) = self.rule_hits(r, &synth, deadline, &mut tmp) {
+                if let Err(e) = self.rule_hits(r, &synth, deadline, &sc.matchers, &mut tmp) {
                     res = Err(e);
                     break;
                 }
@@ -285,7 +285,7 @@ impl Ruleset {
             if long && over() {
                 return Err(Stop::Budget);
             }
-            self.rule_hits(r, text, deadline, hits)?;
+            self.rule_hits(r, text, deadline, &sc.matchers, hits)?;
         }
         Ok(())
     }
@@ -295,6 +295,7 @@ impl Ruleset {
         r: u32,
         text: &str,
         deadline: Option<Instant>,
+        matchers: &super::ruleset::Matchers,
         hits: &mut Vec<Hit>,
     ) -> Result<(), Stop> {
         let rule = &self.rules[r as usize];
@@ -322,7 +323,7 @@ impl Ruleset {
             });
             Ok(())
         };
-        match (&rule.matcher, rule.group) {
+        match (self.matcher(r, matchers), rule.group) {
             (None, _) => {}
             (Some(Matcher::Std(re)), Group::Whole) => {
                 for m in re.find_iter(text) {
@@ -520,6 +521,25 @@ keywords = ["qqqq"]
             redact(&rs, r#"{"a":"xZZ12"}"#),
             (format!(r#"{{"a":"{VERIFY_MASK}"}}"#), 1)
         );
+    }
+
+    #[test]
+    fn a_scratch_made_for_one_ruleset_never_runs_its_regexes_for_another() {
+        // Same rule index and keyword, different patterns: the scratch's
+        // regex copies belong to `a` and must not stand in for `b`'s.
+        let rule = |pat: &str| {
+            format!(
+                "[[rules]]\nid = \"r\"\ncategory = \"secret\"\npattern = '{pat}'\nkeywords = [\"tok\"]\n"
+            )
+        };
+        let a = crate::engine::compile_for_test(&rule("tok_a[0-9]+"));
+        let b = crate::engine::compile_for_test(&rule("tok_b[0-9]+"));
+        let mut sc = Scratch::new(&a);
+        let mut st = Stats::new(&b);
+        let (out, _) = b.redact_line(b"x tok_b123 tok_a456", &mut sc, &mut st);
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!out.contains("tok_b123"), "{out}");
+        assert!(out.contains("tok_a456"), "{out}");
     }
 
     #[test]

@@ -108,7 +108,39 @@ pub struct Ruleset {
     /// no member that the name lookup would match (the walk skips it).
     pub(crate) key_rules: RuleBits,
     pub(crate) time_budget: Option<std::time::Duration>,
+    /// Tells this ruleset from every other one built in the process, so a
+    /// [`Matchers`] copy is never used with rules it was not made from.
+    pub(crate) id: u64,
 }
+
+/// One thread's copies of a ruleset's regexes.
+///
+/// Why: `regex::Regex` (and `fancy_regex`, which wraps the same engine)
+/// keeps its search caches in a pool whose fast path belongs to the first
+/// thread that searched with it; every other thread locks a mutex to take
+/// a cache and again to give it back (`perf`, `--threads 2` on the 100 MB
+/// corpus: `Pool::get_slow` and `put_value` were 0.9% of the run), and
+/// reads the pool's owner word, which sits next to the cache the owner
+/// writes as it searches. A clone has a pool of its own (the compiled
+/// program is shared), so each worker's scratch space holds clones and
+/// every thread owns its copies.
+#[derive(Debug)]
+pub(crate) struct Matchers {
+    of: u64,
+    each: Vec<Option<Matcher>>,
+}
+
+impl Matchers {
+    pub(crate) fn new(rules: &Ruleset) -> Matchers {
+        Matchers {
+            of: rules.id,
+            each: rules.rules.iter().map(|r| r.matcher.clone()).collect(),
+        }
+    }
+}
+
+/// A process-wide counter for [`Ruleset::id`].
+static NEXT_RULESET_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Normalised field names to rules.
 #[derive(Debug, Default)]
@@ -320,7 +352,19 @@ impl Ruleset {
             raw_scan_is_superset,
             context_rules,
             key_rules,
+            id: NEXT_RULESET_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// Rule `r`'s regex: the calling thread's copy in `m` when `m` was made
+    /// from this ruleset, else the shared one.
+    pub(crate) fn matcher<'a>(&'a self, r: u32, m: &'a Matchers) -> Option<&'a Matcher> {
+        let own = if m.of == self.id {
+            m.each.get(r as usize)
+        } else {
+            None
+        };
+        own.unwrap_or(&self.rules[r as usize].matcher).as_ref()
     }
 
     /// The compiled rules, in priority order.
