@@ -505,7 +505,7 @@ fn parallel_workers_reusing_buffers_over_many_batches_match_one_thread() {
     while input.len() < 3 << 20 {
         // Runs of long lines, then of short ones: batches of very different
         // sizes follow each other.
-        let pad = if (i / 500) % 2 == 0 { 700 } else { 20 };
+        let pad = if (i / 500).is_multiple_of(2) { 700 } else { 20 };
         match i % 3 {
             0 => input.push_str(&format!(
                 "{{\"n\":{i},\"email\":\"u{i}@example.com\",\"pad\":\"{}\"}}\n",
