@@ -324,7 +324,8 @@ impl Ruleset {
             Ok(())
         };
         match (self.matcher(r, matchers), rule.group) {
-            (None, _) => {}
+            // A deferred regex that did not build: fail closed.
+            (None, _) => return Err(Stop::Rule(r)),
             (Some(Matcher::Std(re)), Group::Whole) => {
                 for m in re.find_iter(text) {
                     consider(m.start(), m.end())?;

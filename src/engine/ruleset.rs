@@ -38,7 +38,7 @@ pub struct Rule {
     pub keys: Vec<String>,
     pub pattern: Option<String>,
     pub engine: PatternEngine,
-    pub(crate) matcher: Option<Matcher>,
+    pub(crate) matcher: LazyMatcher,
     pub(crate) group: Group,
     pub(crate) validator: Option<Validator>,
     /// The fewest bytes a match of `pattern` takes (0 when not known): a
@@ -61,6 +61,90 @@ pub struct Rule {
 pub(crate) enum Matcher {
     Std(regex::Regex),
     Fancy(fancy_regex::Regex),
+}
+
+/// A rule's regex, compiled up front or on first use.
+///
+/// Why on first use: compiling the built-in library's ~220 regexes was
+/// three quarters of the agent's start-up (callgrind: 243 M of the 300 M
+/// instructions before the first line; again at each hot reload), while a
+/// log stream wakes a handful of them. `redactd </dev/null` on the 2-core
+/// bench machine, best of 10: 33 ms before, 13 ms deferred.
+/// Only the built-in library is deferred: its exact text is what the test
+/// suite compiles rule by rule, so its regexes are known to build. A user's
+/// rule file is compiled whole at load, so a bad pattern is an error before
+/// any output. Should a deferred regex still fail to build, [`LazyMatcher::get`]
+/// gives `None` and the rule fails closed wherever it runs.
+#[derive(Debug)]
+pub(crate) struct LazyMatcher {
+    /// What to compile (with ASCII word boundaries); empty when compiled
+    /// up front.
+    pattern: Box<str>,
+    cell: std::sync::OnceLock<Option<Matcher>>,
+}
+
+impl LazyMatcher {
+    fn ready(m: Matcher) -> LazyMatcher {
+        LazyMatcher {
+            pattern: "".into(),
+            cell: std::sync::OnceLock::from(Some(m)),
+        }
+    }
+
+    fn deferred(pattern: &str) -> LazyMatcher {
+        LazyMatcher {
+            pattern: pattern.into(),
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The regex, compiled now if it was deferred; `None` if that failed.
+    pub(crate) fn get(&self) -> Option<&Matcher> {
+        self.cell
+            .get_or_init(|| compile_std(&self.pattern).ok().map(Matcher::Std))
+            .as_ref()
+    }
+
+    /// Whether the regex has been compiled (for tests of the deferral).
+    #[cfg(test)]
+    pub(crate) fn is_compiled(&self) -> bool {
+        self.cell.get().is_some()
+    }
+
+    /// The same regex for another ruleset: shared if compiled, else
+    /// deferred again.
+    fn duplicate(&self) -> LazyMatcher {
+        match self.cell.get() {
+            Some(Some(m)) => LazyMatcher::ready(m.clone()),
+            _ => LazyMatcher::deferred(&self.pattern),
+        }
+    }
+}
+
+/// Compiles a `regex`-engine pattern as every rule's is compiled.
+fn compile_std(pattern: &str) -> Result<regex::Regex, String> {
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 24)
+        .build()
+        .map_err(|e| format!("invalid pattern: {e}"))?;
+    if re.is_match("") {
+        return Err("pattern matches the empty string".into());
+    }
+    Ok(re)
+}
+
+/// The index of the capture group named `name` in `h`.
+fn named_capture(h: &regex_syntax::hir::Hir, name: &str) -> Option<usize> {
+    use regex_syntax::hir::HirKind;
+    match h.kind() {
+        HirKind::Capture(c) if c.name.as_deref() == Some(name) => Some(c.index as usize),
+        HirKind::Capture(c) => named_capture(&c.sub, name),
+        HirKind::Repetition(r) => named_capture(&r.sub, name),
+        HirKind::Concat(hs) | HirKind::Alternation(hs) => {
+            hs.iter().find_map(|h| named_capture(h, name))
+        }
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => None,
+    }
 }
 
 /// Which span of a match is the value to redact.
@@ -113,7 +197,8 @@ pub struct Ruleset {
     pub(crate) id: u64,
 }
 
-/// One thread's copies of a ruleset's regexes.
+/// One thread's copies of a ruleset's regexes, each made when the thread
+/// first runs its rule.
 ///
 /// Why: `regex::Regex` (and `fancy_regex`, which wraps the same engine)
 /// keeps its search caches in a pool whose fast path belongs to the first
@@ -127,14 +212,14 @@ pub struct Ruleset {
 #[derive(Debug)]
 pub(crate) struct Matchers {
     of: u64,
-    each: Vec<Option<Matcher>>,
+    each: Vec<std::cell::OnceCell<Option<Matcher>>>,
 }
 
 impl Matchers {
     pub(crate) fn new(rules: &Ruleset) -> Matchers {
         Matchers {
             of: rules.id,
-            each: rules.rules.iter().map(|r| r.matcher.clone()).collect(),
+            each: rules.rules.iter().map(|_| Default::default()).collect(),
         }
     }
 }
@@ -301,9 +386,6 @@ impl Ruleset {
             for k in &r.keys {
                 keys.insert(k, i);
             }
-            if r.matcher.is_none() {
-                continue;
-            }
             for kw in &r.keywords {
                 let norm = kw.to_ascii_lowercase();
                 let slot = *ac_index.entry(norm.clone()).or_insert_with(|| {
@@ -319,9 +401,9 @@ impl Ruleset {
                     ac_rules[slot].push(kr);
                 }
             }
-            let set_pat = match (&r.set_pattern, &r.matcher, &r.pattern) {
+            let set_pat = match (&r.set_pattern, r.engine, &r.pattern) {
                 (Some(p), _, _) => Some(p.clone()),
-                (None, Some(Matcher::Std(_)), Some(p)) if r.keywords.is_empty() => Some(p.clone()),
+                (None, PatternEngine::Regex, Some(p)) if r.keywords.is_empty() => Some(p.clone()),
                 _ => None,
             };
             if let Some(p) = set_pat {
@@ -357,14 +439,16 @@ impl Ruleset {
     }
 
     /// Rule `r`'s regex: the calling thread's copy in `m` when `m` was made
-    /// from this ruleset, else the shared one.
+    /// from this ruleset, else the shared one. `None`: it failed to compile
+    /// (the rule fails closed).
     pub(crate) fn matcher<'a>(&'a self, r: u32, m: &'a Matchers) -> Option<&'a Matcher> {
-        let own = if m.of == self.id {
-            m.each.get(r as usize)
-        } else {
-            None
-        };
-        own.unwrap_or(&self.rules[r as usize].matcher).as_ref()
+        let shared = || self.rules[r as usize].matcher.get();
+        if m.of == self.id
+            && let Some(own) = m.each.get(r as usize)
+        {
+            return own.get_or_init(|| shared().cloned()).as_ref();
+        }
+        shared()
     }
 
     /// The compiled rules, in priority order.
@@ -392,7 +476,7 @@ impl Ruleset {
             keys: r.keys.clone(),
             pattern: r.pattern.clone(),
             engine: r.engine,
-            matcher: r.matcher.clone(),
+            matcher: r.matcher.duplicate(),
             group: r.group,
             validator: r.validator,
             min_len: r.min_len,
@@ -822,19 +906,29 @@ const MIN_RULES_PER_THREAD: usize = 32;
 /// At most this many threads compile rules.
 const MAX_COMPILE_THREADS: usize = 8;
 
-/// Compiles the jobs, in order, on up to one thread per core: compiling
-/// the built-in library's regexes is most of the agent's start-up (~25 ms
-/// of ~30 ms on the bench machine, serial before the first line is read,
-/// and again on each hot reload), and the rules are independent.
+/// Compiles the jobs, in order, on up to one thread per core: a large rule
+/// file's regexes are most of a load (the built-in library's ~25 ms of
+/// ~30 ms on the bench machine, before their compiling was deferred, see
+/// [`LazyMatcher`]); the parse of every pattern remains, and the rules are
+/// independent.
 fn compile_all(
     jobs: Vec<Job>,
     sources: &[Source],
     lines: &[crate::engine::spec::LineIndex],
 ) -> Vec<(usize, Result<Rule, RuleError>)> {
+    // The built-in library's regexes are compiled on first use (see
+    // `LazyMatcher`): only a source that is exactly a built-in file counts.
+    let builtin: Vec<bool> = sources.iter().map(Source::is_builtin).collect();
     let run = |jobs: Vec<Job>| -> Vec<(usize, Result<Rule, RuleError>)> {
         jobs.into_iter()
             .map(|j| {
-                let r = compile_rule(j.spec, &sources[j.source], &lines[j.source], j.origin);
+                let r = compile_rule(
+                    j.spec,
+                    &sources[j.source],
+                    &lines[j.source],
+                    j.origin,
+                    builtin[j.source],
+                );
                 (j.seq, r)
             })
             .collect()
@@ -888,6 +982,7 @@ fn compile_rule(
     src: &Source,
     lines: &crate::engine::spec::LineIndex,
     origin: String,
+    defer: bool,
 ) -> Result<Rule, RuleError> {
     let id = spec.id.into_inner();
     let invalid = |origin: &str, message: String| RuleError::Invalid {
@@ -942,39 +1037,53 @@ fn compile_rule(
     // does a pattern derived from `keys` (long alternations whose parse
     // would cost more start-up than their short matches save).
     let ascii = ascii_word_boundaries(&pattern);
-    let (min_len, anchored) = if derived {
-        (0, true)
+    let hir = if derived {
+        None
     } else {
-        match regex_syntax::Parser::new().parse(&ascii) {
-            Ok(h) => (
-                h.properties().minimum_len().unwrap_or(0),
-                looks_anchored(h.properties().look_set()),
-            ),
-            Err(_) => (0, true),
-        }
+        regex_syntax::Parser::new().parse(&ascii).ok()
     };
-    let (matcher, group) = match spec.engine {
-        PatternEngine::Regex => {
-            let re = regex::RegexBuilder::new(&ascii)
-                .size_limit(1 << 24)
-                .build()
-                .map_err(|e| invalid(&at, format!("invalid pattern: {e}")))?;
-            if re.is_match("") {
-                return Err(invalid(&at, "pattern matches the empty string".into()));
-            }
-            let group = if derived && spec.keys.iter().all(|k| plain_key(k)) {
+    let (min_len, anchored) = match &hir {
+        Some(h) => (
+            h.properties().minimum_len().unwrap_or(0),
+            looks_anchored(h.properties().look_set()),
+        ),
+        None => (0, true),
+    };
+    let (matcher, group) = match (spec.engine, &hir) {
+        (PatternEngine::Regex, _) if derived => {
+            let group = if spec.keys.iter().all(|k| plain_key(k)) {
                 Group::KeyValue
-            } else if derived {
-                Group::FirstParticipating
             } else {
-                resolve_group(&spec.group, re.captures_len(), |n| {
-                    re.capture_names().position(|x| x == Some(n))
-                })
-                .map_err(|m| invalid(&at, m))?
+                Group::FirstParticipating
             };
-            (Matcher::Std(re), group)
+            let m = if defer {
+                LazyMatcher::deferred(&ascii)
+            } else {
+                LazyMatcher::ready(Matcher::Std(
+                    compile_std(&ascii).map_err(|m| invalid(&at, m))?,
+                ))
+            };
+            (m, group)
         }
-        PatternEngine::Fancy => {
+        // The group is read off the parse; the regex is built on first use.
+        (PatternEngine::Regex, Some(h)) if defer => {
+            let group = resolve_group(
+                &spec.group,
+                h.properties().explicit_captures_len() + 1,
+                |n| named_capture(h, n),
+            )
+            .map_err(|m| invalid(&at, m))?;
+            (LazyMatcher::deferred(&ascii), group)
+        }
+        (PatternEngine::Regex, _) => {
+            let re = compile_std(&ascii).map_err(|m| invalid(&at, m))?;
+            let group = resolve_group(&spec.group, re.captures_len(), |n| {
+                re.capture_names().position(|x| x == Some(n))
+            })
+            .map_err(|m| invalid(&at, m))?;
+            (LazyMatcher::ready(Matcher::Std(re)), group)
+        }
+        (PatternEngine::Fancy, _) => {
             let limit = spec.backtrack_limit.ok_or_else(|| {
                 invalid(
                     &at,
@@ -992,7 +1101,7 @@ fn compile_rule(
                 re.capture_names().position(|x| x == Some(n))
             })
             .map_err(|m| invalid(&at, m))?;
-            (Matcher::Fancy(re), group)
+            (LazyMatcher::ready(Matcher::Fancy(re)), group)
         }
     };
     let mut keywords: Vec<String> = spec.keywords.clone();
@@ -1018,7 +1127,7 @@ fn compile_rule(
         keys: spec.keys,
         pattern: spec.pattern.map(|p| p.into_inner()),
         engine: spec.engine,
-        matcher: Some(matcher),
+        matcher,
         group,
         validator,
         min_len,
@@ -1055,6 +1164,91 @@ fn resolve_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builtin_library_compiles_no_regex_until_a_rule_runs() {
+        let rs =
+            Ruleset::compile(&crate::engine::spec::builtin_sources(), &Default::default()).unwrap();
+        let compiled: Vec<&str> = rs
+            .rules()
+            .iter()
+            .filter(|r| r.engine == PatternEngine::Regex && r.matcher.is_compiled())
+            .map(|r| r.id.as_str())
+            .collect();
+        assert!(compiled.is_empty(), "compiled at load: {compiled:?}");
+        // A line with an email wakes the email rule, and only the rules
+        // the scan found.
+        let mut sc = crate::engine::Scratch::new(&rs);
+        let mut st = crate::engine::Stats::new(&rs);
+        let (out, _) = rs.redact_line(b"mail ann@example.com", &mut sc, &mut st);
+        assert!(!out.windows(3).any(|w| w == b"ann"));
+        let email = rs.position("email").unwrap();
+        assert!(rs.rules()[email].matcher.is_compiled());
+        let woken = rs
+            .rules()
+            .iter()
+            .filter(|r| r.matcher.is_compiled())
+            .count();
+        assert!(woken < 10, "{woken} rules compiled for one line");
+    }
+
+    #[test]
+    fn every_deferred_builtin_regex_builds_with_the_group_read_off_its_parse() {
+        let rs =
+            Ruleset::compile(&crate::engine::spec::builtin_sources(), &Default::default()).unwrap();
+        for r in rs.rules() {
+            let Some(m) = r.matcher.get() else {
+                panic!("{}: its regex does not build", r.id)
+            };
+            // The group taken from the parse is the one the compiled regex
+            // names.
+            if let (Matcher::Std(re), Group::Index(i)) = (m, r.group) {
+                assert!(i < re.captures_len(), "{}", r.id);
+                if re.capture_names().any(|n| n == Some("secret")) {
+                    let want = re.capture_names().position(|n| n == Some("secret"));
+                    assert_eq!(Some(i), want, "{}", r.id);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_rule_file_is_compiled_whole_at_load() {
+        let rs = crate::engine::compile_for_test(
+            "[[rules]]\nid = \"r\"\ncategory = \"secret\"\npattern = 'tok_[0-9]+'\n",
+        );
+        assert!(rs.rules()[0].matcher.is_compiled());
+        // A copy of the built-in file under another name is a user file.
+        let mut src = crate::engine::spec::builtin_sources();
+        src.truncate(1);
+        assert!(src[0].is_builtin());
+        src[0].name = "rules/10-secrets-cloud.toml".into();
+        assert!(!src[0].is_builtin());
+        let rs = Ruleset::compile(&src, &Default::default()).unwrap();
+        assert!(rs.rules().iter().all(|r| r.matcher.is_compiled()));
+    }
+
+    #[test]
+    fn a_deferred_regex_that_does_not_build_fails_the_rule_closed() {
+        let rs = crate::engine::compile_for_test(
+            "[[rules]]\nid = \"r\"\ncategory = \"secret\"\npattern = 'tok_[0-9]+'\nkeywords = [\"tok_\"]\n",
+        );
+        // As if the built-in library had shipped a pattern that fails to
+        // build.
+        let mut rules = rs.rules;
+        rules[0].matcher = LazyMatcher::deferred("tok_(");
+        let rs = Ruleset::from_rules(rules, &Default::default()).unwrap();
+        let mut sc = crate::engine::Scratch::new(&rs);
+        let mut st = crate::engine::Stats::new(&rs);
+        let (out, _) = rs.redact_line(b"x tok_123 y", &mut sc, &mut st);
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert!(!out.contains("tok_123"), "{out}");
+        assert_eq!(
+            st.failures(crate::engine::FailureKind::RuleError),
+            1,
+            "{out}"
+        );
+    }
 
     #[test]
     fn word_boundaries_become_ascii_outside_classes_only() {
@@ -1326,7 +1520,7 @@ mod keyword_tests {
         let mut checked = 0;
         for r in keyed {
             assert_eq!(r.group, Group::KeyValue, "{}", r.id);
-            let Some(Matcher::Std(re)) = &r.matcher else {
+            let Some(Matcher::Std(re)) = r.matcher.get() else {
                 panic!("{}: not a regex rule", r.id)
             };
             for t in texts {

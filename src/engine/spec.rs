@@ -166,6 +166,14 @@ impl Source {
             .collect()
     }
 
+    /// Whether this is one of the built-in rule files, name and text as
+    /// compiled into the binary (and so as the test suite checked them).
+    pub fn is_builtin(&self) -> bool {
+        BUILTIN_RULE_FILES
+            .iter()
+            .any(|(name, text)| self.text == *text && self.name == format!("builtin:rules/{name}"))
+    }
+
     /// 1-based line of a byte offset, for `file:line` messages.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
