@@ -517,6 +517,9 @@ pub struct Spares(Mutex<Vec<Vec<u8>>>);
 
 impl Spares {
     const KEEP: usize = 16;
+    /// A buffer grown past this (a batch that held a line of megabytes) is
+    /// freed, not kept: a few such lines must not pin their memory.
+    const KEEP_CAPACITY: usize = 4 * BATCH_BYTES;
 
     /// A spare buffer (empty), or a new one.
     pub fn take(&self) -> Vec<u8> {
@@ -529,7 +532,7 @@ impl Spares {
     pub fn put(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if held.len() < Self::KEEP && buf.capacity() > 0 {
+        if held.len() < Self::KEEP && (1..=Self::KEEP_CAPACITY).contains(&buf.capacity()) {
             held.push(buf);
         }
     }
@@ -594,4 +597,31 @@ pub fn collect_in_order(
         return Err(io::Error::other("a worker stopped; output incomplete"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spares_come_back_empty_and_big_or_surplus_buffers_are_freed() {
+        let sp = Spares::default();
+        sp.put(b"old bytes".to_vec());
+        let b = sp.take();
+        assert!(b.is_empty() && b.capacity() >= 9);
+        // Nothing kept: a new buffer.
+        assert_eq!(sp.take().capacity(), 0);
+        // A buffer that held a 10 MB line is not kept.
+        sp.put(Vec::with_capacity(10 << 20));
+        assert_eq!(sp.take().capacity(), 0);
+        // At most KEEP are held.
+        for _ in 0..Spares::KEEP + 5 {
+            sp.put(Vec::with_capacity(64));
+        }
+        let mut n = 0;
+        while sp.take().capacity() > 0 {
+            n += 1;
+        }
+        assert_eq!(n, Spares::KEEP);
+    }
 }
