@@ -80,21 +80,24 @@ pub(crate) struct LazyMatcher {
     /// What to compile (with ASCII word boundaries); empty when compiled
     /// up front.
     pattern: Box<str>,
-    cell: std::sync::OnceLock<Option<Matcher>>,
+    /// Shared with the rule's copies in one-rule rulesets (`Ruleset::only`,
+    /// which the rule tests of a reload run), so a regex built there is
+    /// the one the ruleset then runs, not built a second time.
+    cell: std::sync::Arc<std::sync::OnceLock<Option<Matcher>>>,
 }
 
 impl LazyMatcher {
     fn ready(m: Matcher) -> LazyMatcher {
         LazyMatcher {
             pattern: "".into(),
-            cell: std::sync::OnceLock::from(Some(m)),
+            cell: std::sync::Arc::new(std::sync::OnceLock::from(Some(m))),
         }
     }
 
     fn deferred(pattern: &str) -> LazyMatcher {
         LazyMatcher {
             pattern: pattern.into(),
-            cell: std::sync::OnceLock::new(),
+            cell: Default::default(),
         }
     }
 
@@ -111,12 +114,11 @@ impl LazyMatcher {
         self.cell.get().is_some()
     }
 
-    /// The same regex for another ruleset: shared if compiled, else
-    /// deferred again.
+    /// The same regex for another ruleset (built once for both).
     fn duplicate(&self) -> LazyMatcher {
-        match self.cell.get() {
-            Some(Some(m)) => LazyMatcher::ready(m.clone()),
-            _ => LazyMatcher::deferred(&self.pattern),
+        LazyMatcher {
+            pattern: self.pattern.clone(),
+            cell: std::sync::Arc::clone(&self.cell),
         }
     }
 }
@@ -1220,6 +1222,17 @@ mod tests {
             .iter()
             .filter(|r| matches!(r.group, Group::Index(_)));
         assert!(named.count() > 40);
+    }
+
+    #[test]
+    fn a_regex_built_for_a_rules_test_is_the_one_its_ruleset_runs() {
+        let rs =
+            Ruleset::compile(&crate::engine::spec::builtin_sources(), &Default::default()).unwrap();
+        let email = rs.position("email").unwrap();
+        let alone = rs.only(email).unwrap();
+        assert!(!rs.rules()[email].matcher.is_compiled());
+        assert!(alone.rules()[0].matcher.get().is_some());
+        assert!(rs.rules()[email].matcher.is_compiled());
     }
 
     #[test]
