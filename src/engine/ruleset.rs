@@ -75,51 +75,53 @@ pub(crate) enum Matcher {
 /// rule file is compiled whole at load, so a bad pattern is an error before
 /// any output. Should a deferred regex still fail to build, [`LazyMatcher::get`]
 /// gives `None` and the rule fails closed wherever it runs.
+///
+/// Shared with the rule's copies in one-rule rulesets (`Ruleset::only`,
+/// which the rule tests of a reload run), so a regex built there is the one
+/// the ruleset then runs, not built a second time.
 #[derive(Debug)]
-pub(crate) struct LazyMatcher {
+pub(crate) struct LazyMatcher(std::sync::Arc<Deferred>);
+
+#[derive(Debug)]
+struct Deferred {
     /// What to compile (with ASCII word boundaries); empty when compiled
     /// up front.
     pattern: Box<str>,
-    /// Shared with the rule's copies in one-rule rulesets (`Ruleset::only`,
-    /// which the rule tests of a reload run), so a regex built there is
-    /// the one the ruleset then runs, not built a second time.
-    cell: std::sync::Arc<std::sync::OnceLock<Option<Matcher>>>,
+    cell: std::sync::OnceLock<Option<Matcher>>,
 }
 
 impl LazyMatcher {
     fn ready(m: Matcher) -> LazyMatcher {
-        LazyMatcher {
+        LazyMatcher(std::sync::Arc::new(Deferred {
             pattern: "".into(),
-            cell: std::sync::Arc::new(std::sync::OnceLock::from(Some(m))),
-        }
+            cell: std::sync::OnceLock::from(Some(m)),
+        }))
     }
 
     fn deferred(pattern: &str) -> LazyMatcher {
-        LazyMatcher {
+        LazyMatcher(std::sync::Arc::new(Deferred {
             pattern: pattern.into(),
-            cell: Default::default(),
-        }
+            cell: std::sync::OnceLock::new(),
+        }))
     }
 
     /// The regex, compiled now if it was deferred; `None` if that failed.
     pub(crate) fn get(&self) -> Option<&Matcher> {
-        self.cell
-            .get_or_init(|| compile_std(&self.pattern).ok().map(Matcher::Std))
+        let d = &*self.0;
+        d.cell
+            .get_or_init(|| compile_std(&d.pattern).ok().map(Matcher::Std))
             .as_ref()
     }
 
     /// Whether the regex has been compiled (for tests of the deferral).
     #[cfg(test)]
     pub(crate) fn is_compiled(&self) -> bool {
-        self.cell.get().is_some()
+        self.0.cell.get().is_some()
     }
 
     /// The same regex for another ruleset (built once for both).
     fn duplicate(&self) -> LazyMatcher {
-        LazyMatcher {
-            pattern: self.pattern.clone(),
-            cell: std::sync::Arc::clone(&self.cell),
-        }
+        LazyMatcher(std::sync::Arc::clone(&self.0))
     }
 }
 
