@@ -259,11 +259,16 @@ pub(crate) struct Hit {
 
 /// Reusable per-thread buffers, so the clean path allocates nothing.
 ///
-/// A `Scratch` belongs to the ruleset it was made for (its pattern set is
-/// sized for it, its field-name cache holds that ruleset's rule numbers):
-/// make a new one when the ruleset changes, as every caller does on reload.
+/// A `Scratch` belongs to the ruleset it was made for (its scan cache and
+/// pattern set are that ruleset's automata's, its field-name cache holds
+/// that ruleset's rule numbers, its regex copies are of that ruleset's
+/// rules). Make a new one when the ruleset changes, as every caller does on
+/// reload; one handed to another ruleset is rebuilt for it on its first
+/// line (see `Ruleset::adopt`), never used as it is.
 #[derive(Debug)]
 pub struct Scratch {
+    /// [`Ruleset::id`] of the ruleset this scratch was made for.
+    of: u64,
     scan_cache: ruleset::ScanCache,
     bits_pool: Vec<RuleBits>,
     hits_pool: Vec<Vec<Hit>>,
@@ -291,6 +296,7 @@ pub struct Scratch {
 impl Scratch {
     pub fn new(rules: &Ruleset) -> Scratch {
         Scratch {
+            of: rules.id,
             scan_cache: rules.new_scan_cache(),
             bits_pool: Vec::new(),
             hits_pool: Vec::new(),
@@ -475,6 +481,25 @@ impl Ruleset {
         })
     }
 
+    /// Makes `scratch` and `stats` fit for this ruleset: a scratch made for
+    /// another one is rebuilt (its automata caches would be handed to this
+    /// ruleset's automata, which `regex-automata` answers with wrong
+    /// results or a panic, and its field-name cache would name the other
+    /// ruleset's rules), and per-rule counters sized for a smaller ruleset
+    /// are grown (a hit would index past them). One comparison per line
+    /// when they already fit, as they do in every caller in this crate.
+    fn adopt(&self, scratch: &mut Scratch, stats: &mut Stats) {
+        if scratch.of != self.id {
+            // Findings of lines already done are kept for the caller.
+            let findings = scratch.findings.take();
+            *scratch = Scratch::new(self);
+            scratch.findings = findings;
+        }
+        if stats.rule_hits.len() < self.rules.len() {
+            stats.rule_hits.resize(self.rules.len(), 0);
+        }
+    }
+
     /// Redacts one line (without its newline). The returned slice is the
     /// line to write: the input itself when clean, else `scratch`'s buffer.
     pub fn redact_line<'a>(
@@ -483,6 +508,7 @@ impl Ruleset {
         scratch: &'a mut Scratch,
         stats: &mut Stats,
     ) -> (&'a [u8], Outcome) {
+        self.adopt(scratch, stats);
         stats.lines += 1;
         stats.bytes_in += line.len() as u64;
         stats.compliance_checked += 1;
@@ -526,6 +552,7 @@ impl Ruleset {
         scratch: &'a mut Scratch,
         stats: &mut Stats,
     ) -> &'a [u8] {
+        self.adopt(scratch, stats);
         let text = String::from_utf8_lossy(piece);
         let lossy = matches!(text, std::borrow::Cow::Owned(_));
         if lossy {

@@ -544,6 +544,42 @@ keywords = ["qqqq"]
     }
 
     #[test]
+    fn a_scratch_and_stats_made_for_a_smaller_ruleset_are_refitted_not_misused() {
+        // `a` has one rule, a field-name rule at index 0; the built-in
+        // library numbers its rules differently and has many more, and its
+        // automata are not `a`'s. A scratch that has already served `a`
+        // (scan cache warmed, field-name cache filled) and counters sized
+        // for `a` must give the built-in library's output, not a panic.
+        let a = crate::engine::compile_for_test(
+            "[[rules]]\nid = \"k\"\ncategory = \"secret\"\nkeys = [\"user\"]\n",
+        );
+        let b = crate::engine::builtin_shared();
+        let mut sc = Scratch::new(&a);
+        sc.collect_findings();
+        let mut st = Stats::new(&a);
+        let line = br#"{"user":"bob","password":"hunter2","ip":"10.1.2.3","note":"ghp_0123456789abcdefghijklmnopqrstuvwxyz"}"#;
+        let (first, _) = a.redact_line(line, &mut sc, &mut st);
+        assert!(!first.windows(3).any(|w| w == b"bob"));
+        let found_for_a = sc.findings.as_ref().map_or(0, Vec::len);
+        let (out, _) = b.redact_line(line, &mut sc, &mut st);
+        let out = out.to_vec();
+        let mut fresh = Scratch::new(b);
+        let mut fresh_st = Stats::new(b);
+        let (want, _) = b.redact_line(line, &mut fresh, &mut fresh_st);
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(want));
+        for secret in ["hunter2", "10.1.2.3", "ghp_0123"] {
+            assert!(!String::from_utf8_lossy(&out).contains(secret), "{secret}");
+        }
+        assert_eq!(st.rule_hits.len(), b.rules().len());
+        assert_eq!(st.total_redactions(), 1 + fresh_st.total_redactions());
+        // Findings of the line done with `a` are kept, and the scratch still collects.
+        assert!(sc.findings.as_ref().map_or(0, Vec::len) > found_for_a);
+        let (mut sc_a, mut st_a) = (Scratch::new(&a), Stats::new(&a));
+        let piece = b.redact_fragment(b"password=hunter2", &mut sc_a, &mut st_a);
+        assert!(!String::from_utf8_lossy(piece).contains("hunter2"));
+    }
+
+    #[test]
     fn previews_never_show_more_than_a_quarter() {
         let f = finding(0, 3, "ghp_abcdefghijklmnop");
         assert_eq!(f.preview, "ghp_…");

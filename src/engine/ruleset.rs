@@ -197,7 +197,8 @@ pub struct Ruleset {
     pub(crate) key_rules: RuleBits,
     pub(crate) time_budget: Option<std::time::Duration>,
     /// Tells this ruleset from every other one built in the process, so a
-    /// [`Matchers`] copy is never used with rules it was not made from.
+    /// thread's scratch space is never used with rules it was not made
+    /// for (`Ruleset::adopt`).
     pub(crate) id: u64,
 }
 
@@ -215,14 +216,12 @@ pub struct Ruleset {
 /// every thread owns its copies.
 #[derive(Debug)]
 pub(crate) struct Matchers {
-    of: u64,
     each: Vec<std::cell::OnceCell<Option<Matcher>>>,
 }
 
 impl Matchers {
     pub(crate) fn new(rules: &Ruleset) -> Matchers {
         Matchers {
-            of: rules.id,
             each: rules.rules.iter().map(|_| Default::default()).collect(),
         }
     }
@@ -442,17 +441,16 @@ impl Ruleset {
         })
     }
 
-    /// Rule `r`'s regex: the calling thread's copy in `m` when `m` was made
-    /// from this ruleset, else the shared one. `None`: it failed to compile
-    /// (the rule fails closed).
+    /// Rule `r`'s regex: the calling thread's copy in `m` (which was made
+    /// from this ruleset: the scratch that holds it is rebuilt for another,
+    /// see `Ruleset::adopt`). `None`: it failed to compile (the rule fails
+    /// closed).
     pub(crate) fn matcher<'a>(&'a self, r: u32, m: &'a Matchers) -> Option<&'a Matcher> {
         let shared = || self.rules[r as usize].matcher.get();
-        if m.of == self.id
-            && let Some(own) = m.each.get(r as usize)
-        {
-            return own.get_or_init(|| shared().cloned()).as_ref();
+        match m.each.get(r as usize) {
+            Some(own) => own.get_or_init(|| shared().cloned()).as_ref(),
+            None => shared(),
         }
-        shared()
     }
 
     /// The compiled rules, in priority order.
