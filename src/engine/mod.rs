@@ -51,6 +51,7 @@
 //!    again when it contains escapes.
 
 pub mod action;
+mod keywords;
 pub mod ruleset;
 mod scan;
 pub mod spec;

@@ -17,7 +17,8 @@
 //! search plus the set search took 1/477 + 1/397 s per MB (217 MB/s), the
 //! joint walk 337 MB/s. The libraries expose exactly what such a loop needs
 //! (`aho_corasick::automaton::Automaton`, `regex_automata::hybrid::dfa`),
-//! so the automata themselves stay theirs. A line of 128 bytes or more is
+//! so the automata themselves stay theirs (the keyword DFA is walked as a
+//! re-laid-out copy of the library's, see `keywords.rs`). A line of 128 bytes or more is
 //! walked as two halves at once (four chains; see `Prefilter::walk_split`
 //! for why that is exact), and the loop that steps the automata while
 //! nothing happens is kept apart from the handling of what does
@@ -30,13 +31,13 @@
 //! bounded by quotes or punctuation; anchored patterns turn the line-level
 //! fast path off altogether, see `Ruleset::raw_scan_is_superset`).
 
-use aho_corasick::automaton::{Automaton, StateID};
-use aho_corasick::{Anchored as AcAnchored, MatchKind as AcMatchKind};
+use aho_corasick::MatchKind as AcMatchKind;
 use regex_automata::nfa::thompson::{self, WhichCaptures, pikevm::PikeVM};
 use regex_automata::util::primitives::PatternID;
 use regex_automata::{Input, MatchKind, PatternSet, hybrid};
 
 use super::RuleError;
+use super::keywords::{KwAutomaton, KwDfa, KwLib, is_match as kw_match};
 use super::ruleset::RuleBits;
 
 /// Keyword count up to which the keyword automaton is a DFA; past a few
@@ -101,13 +102,13 @@ impl LineScan {
     }
 }
 
-/// The keyword automaton: a DFA for the usual few hundred keywords, a
-/// contiguous NFA for very large rule sets; with its unanchored start
-/// state, asked for once when it is built (so a walk cannot fail to start).
+/// The keyword automaton (see `keywords.rs`): a DFA for the usual few
+/// hundred keywords, a contiguous NFA for very large rule sets (or should
+/// the DFA's copy not hold it).
 #[derive(Debug)]
 enum Keywords {
-    Dfa(aho_corasick::dfa::DFA, StateID),
-    Nfa(aho_corasick::nfa::contiguous::NFA, StateID),
+    Dfa(KwDfa),
+    Nfa(KwLib<aho_corasick::nfa::contiguous::NFA>),
 }
 
 /// The pattern set: a lazy DFA, and a PikeVM over the same NFA for the rare
@@ -129,11 +130,19 @@ pub(crate) struct Prefilter {
     set_rules: Vec<u32>,
     /// Rules that must always run (fancy rules without keywords).
     always: Vec<u32>,
+    /// Unique among the prefilters of this process: a cache made for
+    /// another one is never used with this one's automata (their unchecked
+    /// steps rely on it).
+    id: u64,
 }
+
+static NEXT_PREFILTER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Per-thread search state of a [`Prefilter`].
 #[derive(Debug)]
 pub(crate) struct ScanCache {
+    /// The [`Prefilter::id`] of the prefilter it was made for.
+    of: u64,
     dfa: Option<hybrid::dfa::Cache>,
     pike: Option<regex_automata::nfa::thompson::pikevm::Cache>,
     patset: PatternSet,
@@ -146,7 +155,7 @@ pub(crate) struct ScanCache {
 struct HalfScratch {
     kw: Vec<KwHit>,
     ends: Vec<EndHit>,
-    states: Vec<(StateID, hybrid::LazyStateID)>,
+    states: Vec<(u32, hybrid::LazyStateID)>,
 }
 
 /// What one pass fills in. `all` gets every candidate rule; the others are
@@ -202,20 +211,24 @@ impl Prefilter {
                 .prefilter(false)
                 .build(keywords)
                 .map_err(kw_err)?;
-            Some(if keywords.len() <= AC_DFA_MAX_KEYWORDS {
+            let dfa = if keywords.len() <= AC_DFA_MAX_KEYWORDS {
                 let a = aho_corasick::dfa::Builder::new()
                     .prefilter(false)
                     .build_from_noncontiguous(&nfa)
                     .map_err(kw_err)?;
-                let start = a.start_state(AcAnchored::No).map_err(start_err)?;
-                Keywords::Dfa(a, start)
+                KwDfa::build(&a, keywords)
             } else {
-                let a = aho_corasick::nfa::contiguous::Builder::new()
-                    .prefilter(false)
-                    .build_from_noncontiguous(&nfa)
-                    .map_err(kw_err)?;
-                let start = a.start_state(AcAnchored::No).map_err(start_err)?;
-                Keywords::Nfa(a, start)
+                None
+            };
+            Some(match dfa {
+                Some(d) => Keywords::Dfa(d),
+                None => {
+                    let a = aho_corasick::nfa::contiguous::Builder::new()
+                        .prefilter(false)
+                        .build_from_noncontiguous(&nfa)
+                        .map_err(kw_err)?;
+                    Keywords::Nfa(KwLib::new(a).map_err(start_err)?)
+                }
             })
         };
         let set = if set_pats.is_empty() {
@@ -249,11 +262,13 @@ impl Prefilter {
             set,
             set_rules,
             always,
+            id: NEXT_PREFILTER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
     pub(crate) fn new_cache(&self) -> ScanCache {
         ScanCache {
+            of: self.id,
             dfa: self
                 .set
                 .as_ref()
@@ -280,17 +295,19 @@ impl Prefilter {
         n_rules: usize,
     ) -> bool {
         sink.clear(n_rules);
+        if cache.of != self.id {
+            // Made for another prefilter (the engine's callers refit their
+            // scratch space first, see `Ruleset::adopt`; this keeps the
+            // walk's unchecked steps sound whatever the caller).
+            *cache = self.new_cache();
+        }
         let set = if sink.set { self.set.as_ref() } else { None };
         let dfa = set.and_then(|s| s.dfa.as_ref().zip(cache.dfa.as_mut()));
         let no_dfa = set.is_some() && dfa.is_none();
         let half = &mut cache.half;
         let walked = match &self.keywords {
-            Some(Keywords::Dfa(a, start)) => {
-                self.walk_halves(a, *start, text, dfa, half, sink, n_rules)
-            }
-            Some(Keywords::Nfa(a, start)) => {
-                self.walk_halves(a, *start, text, dfa, half, sink, n_rules)
-            }
+            Some(Keywords::Dfa(a)) => self.walk_halves(a, text, dfa, half, sink, n_rules),
+            Some(Keywords::Nfa(a)) => self.walk_halves(a, text, dfa, half, sink, n_rules),
             None => self.walk_set(text, dfa, sink),
         };
         let walked = if no_dfa { Walked::SetFailed } else { walked };
@@ -326,11 +343,11 @@ impl Prefilter {
 
     #[allow(clippy::too_many_arguments)]
     /// The joint walk of a line, in two halves at once when it is long
-    /// enough (see [`Self::walk_split`]), else in one.
-    fn walk_halves<A: Automaton>(
+    /// enough (see [`Self::walk_split`]), else in one. `dfa`'s cache must
+    /// be that DFA's own (the walks step it unchecked; `pass` makes sure).
+    fn walk_halves<A: KwAutomaton>(
         &self,
         ac: &A,
-        start: StateID,
         text: &str,
         mut dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
         half: &mut HalfScratch,
@@ -340,13 +357,13 @@ impl Prefilter {
         if text.len() >= SPLIT_MIN
             && let Some((d, c)) = dfa.as_mut()
         {
-            if let Some(w) = self.walk_split(ac, start, text.as_bytes(), d, c, half, sink) {
+            if let Some(w) = self.walk_split(ac, text.as_bytes(), d, c, half, sink) {
                 return w;
             }
             // Given up part way: start again from nothing, in one piece.
             sink.clear(n_rules);
         }
-        self.walk(ac, start, text, dfa, sink)
+        self.walk(ac, text, dfa, sink)
     }
 
     /// The joint walk over two halves of a line at once: four independent
@@ -370,10 +387,9 @@ impl Prefilter {
     /// which leaves the other walk's states stale): the caller walks the
     /// line in one piece.
     #[allow(clippy::too_many_arguments)]
-    fn walk_split<A: Automaton>(
+    fn walk_split<A: KwAutomaton>(
         &self,
         ac: &A,
-        start: StateID,
         bytes: &[u8],
         d: &hybrid::dfa::DFA,
         c: &mut hybrid::dfa::Cache,
@@ -387,6 +403,7 @@ impl Prefilter {
         let window = MEET_WINDOW.min(both);
         let clears = c.clear_count();
         let input = Input::new(bytes);
+        let start = ac.start();
         let mut w = Pair {
             a1: start,
             s1: d.start_state_forward(c, &input).ok()?,
@@ -397,23 +414,33 @@ impl Prefilter {
         half.ends.clear();
         half.states.clear();
         half.states.reserve(window);
-        let (first, second) = (&bytes[..mid], &bytes[mid..]);
+        let (first, second) = (&bytes[..both], &bytes[mid..mid + both]);
         // Byte k of each half; the second's states kept for its first
         // `window` bytes.
         let mut k = 0;
         while k < both {
             if !w.s1.is_tagged() && !w.s2.is_tagged() {
                 let end = if k < window { window } else { both };
-                k = if k < window {
-                    quiet_pair::<A, true>(ac, d, c, &mut w, first, second, k, end, half)
-                } else {
-                    quiet_pair::<A, false>(ac, d, c, &mut w, first, second, k, end, half)
+                // SAFETY: the states come from `ac`, and from `d` in `c`
+                // (`pass` checked that `c` is `d`'s) since its last clear
+                // (a clear ends this walk below); both untagged.
+                k = unsafe {
+                    if k < window {
+                        quiet_pair::<A, true>(ac, d, c, &mut w, first, second, k, end, half)
+                    } else {
+                        quiet_pair::<A, false>(ac, d, c, &mut w, first, second, k, end, half)
+                    }
                 };
                 if k == end {
                     continue; // nothing happened up to the end of the stretch
                 }
             }
             self.step(ac, d, c, &mut w.a1, &mut w.s1, bytes, k, sink)?;
+            // A step that filled the set's cache up (it is then cleared)
+            // leaves the other walk's state pointing into the old cache.
+            if c.clear_count() != clears {
+                return None;
+            }
             let mut hs = half_sink(sink, &mut half.kw, &mut half.ends);
             self.step(ac, d, c, &mut w.a2, &mut w.s2, bytes, mid + k, &mut hs)?;
             if k < window {
@@ -438,6 +465,11 @@ impl Prefilter {
             n,
             &mut hs,
         )?;
+        // A walk that filled the set's cache up (it is then cleared) has
+        // left the other walk's state pointing into the old one.
+        if c.clear_count() != clears {
+            return None;
+        }
         // The first half's walk goes on until it meets the second's.
         let mut met = None;
         for t in 0..window {
@@ -470,12 +502,12 @@ impl Prefilter {
 
     /// One of the split walk's walks over `bytes[from..to]` on its own.
     #[allow(clippy::too_many_arguments)]
-    fn walk_alone<A: Automaton>(
+    fn walk_alone<A: KwAutomaton>(
         &self,
         ac: &A,
         d: &hybrid::dfa::DFA,
         c: &mut hybrid::dfa::Cache,
-        a: &mut StateID,
+        a: &mut u32,
         s: &mut hybrid::LazyStateID,
         bytes: &[u8],
         from: usize,
@@ -486,7 +518,9 @@ impl Prefilter {
         let mut i = from;
         while i < to {
             if !s.is_tagged() {
-                i = quiet_run(ac, d, c, a, s, bytes, i);
+                // SAFETY: `s` comes from `d` in `c` (the caller's, which
+                // `pass` checked is `d`'s), the latest state of its walk.
+                i = unsafe { quiet_run(ac, d, c, a, s, bytes, i) };
                 if i == to {
                     break;
                 }
@@ -502,20 +536,21 @@ impl Prefilter {
     /// or a state it cannot compute).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
-    fn step<A: Automaton>(
+    fn step<A: KwAutomaton>(
         &self,
         ac: &A,
         d: &hybrid::dfa::DFA,
         c: &mut hybrid::dfa::Cache,
-        a: &mut StateID,
+        a: &mut u32,
         s: &mut hybrid::LazyStateID,
         bytes: &[u8],
         j: usize,
         sink: &mut Sink<'_>,
     ) -> Option<()> {
         let b = *bytes.get(j)?;
-        *a = ac.next_state(AcAnchored::No, *a, b);
-        if ac.is_special(*a) && ac.is_match(*a) {
+        let e = ac.next(*a, b);
+        *a = ac.unflag(e);
+        if kw_match(e) {
             self.kw_hits(ac, *a, j + 1, bytes, sink);
         }
         *s = d.next_state(c, *s, b).ok()?;
@@ -531,20 +566,20 @@ impl Prefilter {
 
     /// The joint walk: keyword automaton and (when given) the set's lazy DFA
     /// over the same bytes.
-    fn walk<A: Automaton>(
+    fn walk<A: KwAutomaton>(
         &self,
         ac: &A,
-        start: StateID,
         text: &str,
         mut dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
         sink: &mut Sink<'_>,
     ) -> Walked {
         let bytes = text.as_bytes();
-        let mut a = start;
+        let mut a = ac.start();
         let Some((d, c)) = dfa.as_mut() else {
             for (i, &b) in bytes.iter().enumerate() {
-                a = ac.next_state(AcAnchored::No, a, b);
-                if ac.is_special(a) && ac.is_match(a) {
+                let e = ac.next(a, b);
+                a = ac.unflag(e);
+                if kw_match(e) {
                     self.kw_hits(ac, a, i + 1, bytes, sink);
                 }
             }
@@ -556,7 +591,9 @@ impl Prefilter {
         let mut i = 0;
         while i < bytes.len() {
             if !s.is_tagged() {
-                i = quiet_run(ac, d, c, &mut a, &mut s, bytes, i);
+                // SAFETY: `s` comes from `d` in `c` (which `pass` checked is
+                // `d`'s), the latest state of this walk.
+                i = unsafe { quiet_run(ac, d, c, &mut a, &mut s, bytes, i) };
                 if i == bytes.len() {
                     break;
                 }
@@ -565,8 +602,9 @@ impl Prefilter {
             // next state is a match, dead, quit or not computed yet.
             let b = bytes[i];
             let end = i + 1;
-            a = ac.next_state(AcAnchored::No, a, b);
-            if ac.is_special(a) && ac.is_match(a) {
+            let e = ac.next(a, b);
+            a = ac.unflag(e);
+            if kw_match(e) {
                 self.kw_hits(ac, a, end, bytes, sink);
             }
             s = match d.next_state(c, s, b) {
@@ -598,17 +636,18 @@ impl Prefilter {
 
     /// The rest of the keyword walk after the set stopped at `from`:
     /// reports `SetFailed` (the caller redoes the set without positions).
-    fn finish_keywords<A: Automaton>(
+    fn finish_keywords<A: KwAutomaton>(
         &self,
         ac: &A,
-        mut a: StateID,
+        mut a: u32,
         from: usize,
         bytes: &[u8],
         sink: &mut Sink<'_>,
     ) -> Walked {
         for (i, &b) in bytes.iter().enumerate().skip(from) {
-            a = ac.next_state(AcAnchored::No, a, b);
-            if ac.is_special(a) && ac.is_match(a) {
+            let e = ac.next(a, b);
+            a = ac.unflag(e);
+            if kw_match(e) {
                 self.kw_hits(ac, a, i + 1, bytes, sink);
             }
         }
@@ -655,18 +694,17 @@ impl Prefilter {
     /// Records the keywords that end at `end` (the automaton is in match
     /// state `a`).
     #[inline(never)]
-    fn kw_hits<A: Automaton>(
+    fn kw_hits<A: KwAutomaton>(
         &self,
         ac: &A,
-        a: StateID,
+        a: u32,
         end: usize,
         bytes: &[u8],
         sink: &mut Sink<'_>,
     ) {
-        for k in 0..ac.match_len(a) {
-            let pid = ac.match_pattern(a, k);
-            let start = end - ac.pattern_len(pid);
-            for kr in &self.kw_rules[pid.as_usize()] {
+        ac.matches(a, |pid, len| {
+            let start = end - len;
+            for kr in &self.kw_rules[pid] {
                 // One case-insensitive automaton serves both kinds of
                 // keyword; case-sensitive ones are confirmed here, on the
                 // (rare) match only.
@@ -686,7 +724,7 @@ impl Prefilter {
                     });
                 }
             }
-        }
+        });
     }
 
     /// Records the set patterns that match ending at `end`.
@@ -723,28 +761,34 @@ impl Prefilter {
 /// the index of the first byte that does something (`bytes.len()` when
 /// none): a keyword ends on it, or the set's next state is tagged (a match,
 /// dead, quit, or a transition the lazy DFA has not computed yet). That
-/// byte is left to the caller, `a` and `s` are the states before it. `s`
-/// must be untagged.
+/// byte is left to the caller, `a` and `s` are the states before it.
 ///
 /// Why a loop of its own: with the match handling inlined next to the two
 /// table loads, the joint loop ran out of registers and spilled the
 /// automata's table pointers to the stack (about 30 instructions a byte);
-/// this one keeps both chains in registers and has no calls in it.
+/// this one keeps both chains in registers and has no calls in it, nor
+/// bounds checks (the automata's unchecked steps).
+///
+/// # Safety
+///
+/// `a` must be a state of `ac`, and `s` an untagged state that `d`
+/// computed in its cache `c` since `c` was last cleared.
 #[inline(always)]
-fn quiet_run<A: Automaton>(
+unsafe fn quiet_run<A: KwAutomaton>(
     ac: &A,
     d: &hybrid::dfa::DFA,
     c: &hybrid::dfa::Cache,
-    a: &mut StateID,
+    a: &mut u32,
     s: &mut hybrid::LazyStateID,
     bytes: &[u8],
     mut i: usize,
 ) -> usize {
     let (mut sa, mut ss) = (*a, *s);
     while let Some(&b) = bytes.get(i) {
-        let na = ac.next_state(AcAnchored::No, sa, b);
-        let ns = d.next_state_untagged(c, ss, b);
-        if ac.is_special(na) || ns.is_tagged() {
+        // SAFETY: see the function's doc comment.
+        let na = unsafe { ac.next_unchecked(sa, b) };
+        let ns = unsafe { d.next_state_untagged_unchecked(c, ss, b) };
+        if kw_match(na) || ns.is_tagged() {
             break;
         }
         sa = na;
@@ -790,9 +834,9 @@ fn split_point(bytes: &[u8]) -> usize {
 /// The states of the split walk's two walks.
 #[derive(Clone, Copy)]
 struct Pair {
-    a1: StateID,
+    a1: u32,
     s1: hybrid::LazyStateID,
-    a2: StateID,
+    a2: u32,
     s2: hybrid::LazyStateID,
 }
 
@@ -813,11 +857,14 @@ fn half_sink<'s>(
 
 /// [`quiet_run`] for the split walk: byte `k` of each half, while nothing
 /// happens on either, up to `end`. With `STORE`, the second half's states
-/// after each byte are pushed onto `half.states`. `s1` and `s2` must be
-/// untagged.
+/// after each byte are pushed onto `half.states`.
+///
+/// # Safety
+///
+/// As for [`quiet_run`], for both pairs of states in `w`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn quiet_pair<A: Automaton, const STORE: bool>(
+unsafe fn quiet_pair<A: KwAutomaton, const STORE: bool>(
     ac: &A,
     d: &hybrid::dfa::DFA,
     c: &hybrid::dfa::Cache,
@@ -834,15 +881,16 @@ fn quiet_pair<A: Automaton, const STORE: bool>(
         mut a2,
         mut s2,
     } = *w;
+    // Bounds checked once here, not on every byte.
+    let end = end.min(first.len()).min(second.len());
+    let (first, second) = (&first[..end], &second[..end]);
     while k < end {
-        let (Some(&b1), Some(&b2)) = (first.get(k), second.get(k)) else {
-            break;
-        };
-        let na1 = ac.next_state(AcAnchored::No, a1, b1);
-        let na2 = ac.next_state(AcAnchored::No, a2, b2);
-        let ns1 = d.next_state_untagged(c, s1, b1);
-        let ns2 = d.next_state_untagged(c, s2, b2);
-        if ac.is_special(na1) | ac.is_special(na2) | ns1.is_tagged() | ns2.is_tagged() {
+        let (b1, b2) = (first[k], second[k]);
+        // SAFETY: see the function's doc comment.
+        let (na1, na2) = unsafe { (ac.next_unchecked(a1, b1), ac.next_unchecked(a2, b2)) };
+        let ns1 = unsafe { d.next_state_untagged_unchecked(c, s1, b1) };
+        let ns2 = unsafe { d.next_state_untagged_unchecked(c, s2, b2) };
+        if kw_match(na1 | na2) | ns1.is_tagged() | ns2.is_tagged() {
             break;
         }
         (a1, s1, a2, s2) = (na1, ns1, na2, ns2);
@@ -943,15 +991,15 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             kw: Some(&mut kw),
             ends: Some(&mut ends),
         };
-        let Some(Keywords::Dfa(ac, start)) = &p.keywords else {
+        let Some(Keywords::Dfa(ac)) = &p.keywords else {
             panic!("a keyword DFA")
         };
         let d = p.set.as_ref().and_then(|s| s.dfa.as_ref());
         let dfa = d.zip(cache.dfa.as_mut());
         let walked = if split {
-            p.walk_halves(ac, *start, text, dfa, &mut cache.half, &mut sink, n)
+            p.walk_halves(ac, text, dfa, &mut cache.half, &mut sink, n)
         } else {
-            p.walk(ac, *start, text, dfa, &mut sink)
+            p.walk(ac, text, dfa, &mut sink)
         };
         (
             all.iter().collect(),
@@ -1045,7 +1093,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         assert!(mid > 86 && mid + MEET_WINDOW < 86 + 101, "split at {mid}");
         let mut cache = rs.new_scan_cache();
         let p = &rs.prefilter;
-        let Some(Keywords::Dfa(ac, start)) = &p.keywords else {
+        let Some(Keywords::Dfa(ac)) = &p.keywords else {
             panic!("a keyword DFA")
         };
         let d = p
@@ -1064,15 +1112,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             ends: None,
         };
         let gave_up = p
-            .walk_split(
-                ac,
-                *start,
-                text.as_bytes(),
-                d,
-                c,
-                &mut cache.half,
-                &mut sink,
-            )
+            .walk_split(ac, text.as_bytes(), d, c, &mut cache.half, &mut sink)
             .is_none();
         assert!(gave_up, "the walks met within the window");
         let split = walk_of(&rs, &text, true, &mut cache);
@@ -1121,6 +1161,89 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         bits.reset(3);
         rules_ending_within(&scan.ends, 0, 19, &mut bits);
         assert!(bits.is_empty());
+    }
+
+    /// Every keyword hit and set match end of one `pass` over `text`.
+    fn pass_hits(pf: &Prefilter, cache: &mut ScanCache, text: &str) -> Found {
+        let (mut all, mut unkeyed, mut kw, mut ends) = (
+            RuleBits::default(),
+            RuleBits::default(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let mut sink = Sink {
+            all: &mut all,
+            set: true,
+            unkeyed: Some(&mut unkeyed),
+            kw: Some(&mut kw),
+            ends: Some(&mut ends),
+        };
+        let known = pf.pass(text, &mut sink, cache, 2);
+        (
+            all.iter().collect(),
+            unkeyed.iter().collect(),
+            kw.iter().map(|h| (h.start, h.end, h.rule)).collect(),
+            ends.iter().map(|h| (h.end, h.rule)).collect(),
+            known,
+        )
+    }
+
+    /// A prefilter over `n` keywords (`kw0`, `kw1`, ... for rule 0, `pat`
+    /// for rule 0 too) and one set pattern (rule 1).
+    fn prefilter_with_keywords(n: usize) -> Prefilter {
+        let mut keywords: Vec<String> = (0..n).map(|i| format!("kw{i}z")).collect();
+        keywords.push("pat".to_string());
+        let kw_rules = keywords
+            .iter()
+            .map(|_| {
+                vec![KwRule {
+                    rule: 0,
+                    exact: None,
+                }]
+            })
+            .collect();
+        Prefilter::build(
+            &keywords,
+            kw_rules,
+            &[r"\b[0-9]{3}-[0-9]{4}\b".to_string()],
+            vec![1],
+            vec![],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn past_the_dfa_keyword_limit_the_nfa_walk_finds_what_the_dfa_walk_finds() {
+        let small = prefilter_with_keywords(10);
+        let large = prefilter_with_keywords(AC_DFA_MAX_KEYWORDS + 1);
+        assert!(matches!(small.keywords, Some(Keywords::Dfa(_))));
+        assert!(matches!(large.keywords, Some(Keywords::Nfa(_))));
+        let (mut cs, mut cl) = (small.new_cache(), large.new_cache());
+        let long = format!(
+            "{} KW3Z call 555-1234 /path/kw7z {}",
+            "x".repeat(90),
+            "pat ".repeat(40)
+        );
+        for text in ["kw1z and kw9z, pat 555-1234", "nothing here", long.as_str()] {
+            let (a, b) = (
+                pass_hits(&small, &mut cs, text),
+                pass_hits(&large, &mut cl, text),
+            );
+            assert_eq!(a, b, "{text}");
+        }
+        assert_eq!(pass_hits(&large, &mut cl, "kw1z").2, vec![(0, 4, 0)]);
+    }
+
+    #[test]
+    fn a_scan_cache_made_for_another_prefilter_is_rebuilt_not_used() {
+        let (one, two) = (prefilter_with_keywords(3), prefilter_with_keywords(300));
+        let mut cache = two.new_cache();
+        let text = format!("{} kw2z 555-1234 {}", "y".repeat(100), "z".repeat(100));
+        let found = pass_hits(&one, &mut cache, &text);
+        assert_eq!(found, pass_hits(&one, &mut one.new_cache(), &text));
+        assert_eq!(cache.of, one.id);
+        assert_eq!(found.2.len(), 1);
+        assert_eq!(found.3.len(), 1);
     }
 
     #[test]
