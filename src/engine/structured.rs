@@ -132,7 +132,10 @@ impl Ruleset {
         // Where the check of names and values is in the scan's lists (they
         // come in line order), and whether any can hold a percent escape.
         let mut cursor = (0, 0);
-        let has_percent = memchr::memchr(b'%', text.as_bytes()).is_some();
+        // (A `%` written as the escape `\u0025` counts: decoded, the value
+        // holds a percent escape all the same.)
+        let has_percent = memchr::memchr(b'%', text.as_bytes()).is_some()
+            || memchr::memmem::find(text.as_bytes(), b"\\u0025").is_some();
         // The scan finds every member a field-name rule matches (its names
         // are in the pattern set): none of those rules in the scan, no
         // lookup. Likewise no context rule in the scan, no value needs its
@@ -693,6 +696,28 @@ mod tests {
         let mut st = Stats::new(rs);
         let (out, _) = rs.redact_line(hit.as_bytes(), &mut sc, &mut st);
         assert!(!String::from_utf8_lossy(out).contains(token));
+    }
+
+    #[test]
+    fn a_percent_escape_whose_percent_is_a_json_escape_is_still_decoded() {
+        // `pass%77ord` is `password` percent-decoded; its `%` may itself be
+        // written `\u0025`, which the walk must not take for "no `%` here".
+        let rs = builtin_shared();
+        let mut sc = Scratch::new(rs);
+        let mut st = Stats::new(rs);
+        for line in [
+            r#"{"q":"pass%77ord=hunter2xyz"}"#,
+            r#"{"q":"pass\u002577ord=hunter2xyz"}"#,
+            r#"{"msg":"x","q":"pass\u002577ord=hunter2xyz"}"#,
+        ] {
+            let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+            let out = String::from_utf8_lossy(out);
+            assert!(!out.contains("hunter2"), "{line} -> {out}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+                "{out}"
+            );
+        }
     }
 
     #[test]
