@@ -134,8 +134,11 @@ impl Ruleset {
         let mut cursor = (0, 0);
         // (A `%` written as the escape `\u0025` counts: decoded, the value
         // holds a percent escape all the same.)
-        let has_percent = memchr::memchr(b'%', text.as_bytes()).is_some()
-            || memchr::memmem::find(text.as_bytes(), b"\\u0025").is_some();
+        static ESCAPED_PERCENT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u0025"));
+        let b = text.as_bytes();
+        let has_percent = memchr::memchr(b'%', b).is_some()
+            || (memchr::memchr(b'\\', b).is_some() && ESCAPED_PERCENT.find(b).is_some());
         // The scan finds every member a field-name rule matches (its names
         // are in the pattern set): none of those rules in the scan, no
         // lookup. Likewise no context rule in the scan, no value needs its
