@@ -451,8 +451,13 @@ impl Prefilter {
             }
             k += 1;
         }
-        // The longer half's rest.
+        // The longer half's rest (one of these two ranges is empty; the
+        // clear check between them keeps the other walk's state from
+        // being stepped stale even so).
         self.walk_alone(ac, d, c, &mut w.a1, &mut w.s1, bytes, both, mid, sink)?;
+        if c.clear_count() != clears {
+            return None;
+        }
         let mut hs = half_sink(sink, &mut half.kw, &mut half.ends);
         self.walk_alone(
             ac,
