@@ -976,26 +976,51 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         bool,
     );
 
+    /// What a test's walk or pass fills in, with every list on.
+    #[derive(Default)]
+    struct Collected {
+        all: RuleBits,
+        unkeyed: RuleBits,
+        kw: Vec<KwHit>,
+        ends: Vec<EndHit>,
+    }
+
+    impl Collected {
+        fn new(n_rules: usize) -> Collected {
+            let mut c = Collected::default();
+            c.all.reset(n_rules);
+            c.unkeyed.reset(n_rules);
+            c
+        }
+
+        fn sink(&mut self) -> Sink<'_> {
+            Sink {
+                all: &mut self.all,
+                set: true,
+                unkeyed: Some(&mut self.unkeyed),
+                kw: Some(&mut self.kw),
+                ends: Some(&mut self.ends),
+            }
+        }
+
+        fn found(&self, done: bool) -> Found {
+            (
+                self.all.iter().collect(),
+                self.unkeyed.iter().collect(),
+                self.kw.iter().map(|h| (h.start, h.end, h.rule)).collect(),
+                self.ends.iter().map(|h| (h.end, h.rule)).collect(),
+                done,
+            )
+        }
+    }
+
     /// The joint walk of `text`, in halves when `split` (and the text is
     /// long enough), else in one piece: every finding, in order.
     fn walk_of(rs: &Ruleset, text: &str, split: bool, cache: &mut ScanCache) -> Found {
         let p = &rs.prefilter;
         let n = rs.rules().len();
-        let (mut all, mut unkeyed, mut kw, mut ends) = (
-            RuleBits::default(),
-            RuleBits::default(),
-            Vec::new(),
-            Vec::new(),
-        );
-        all.reset(n);
-        unkeyed.reset(n);
-        let mut sink = Sink {
-            all: &mut all,
-            set: true,
-            unkeyed: Some(&mut unkeyed),
-            kw: Some(&mut kw),
-            ends: Some(&mut ends),
-        };
+        let mut got = Collected::new(n);
+        let mut sink = got.sink();
         let Some(Keywords::Dfa(ac)) = &p.keywords else {
             panic!("a keyword DFA")
         };
@@ -1006,13 +1031,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         } else {
             p.walk(ac, text, dfa, &mut sink)
         };
-        (
-            all.iter().collect(),
-            unkeyed.iter().collect(),
-            kw.iter().map(|h| (h.start, h.end, h.rule)).collect(),
-            ends.iter().map(|h| (h.end, h.rule)).collect(),
-            matches!(walked, Walked::Done),
-        )
+        got.found(matches!(walked, Walked::Done))
     }
 
     /// Pieces of lines: the built-in rules' own hits, and the quotes,
@@ -1170,27 +1189,9 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
 
     /// Every keyword hit and set match end of one `pass` over `text`.
     fn pass_hits(pf: &Prefilter, cache: &mut ScanCache, text: &str) -> Found {
-        let (mut all, mut unkeyed, mut kw, mut ends) = (
-            RuleBits::default(),
-            RuleBits::default(),
-            Vec::new(),
-            Vec::new(),
-        );
-        let mut sink = Sink {
-            all: &mut all,
-            set: true,
-            unkeyed: Some(&mut unkeyed),
-            kw: Some(&mut kw),
-            ends: Some(&mut ends),
-        };
-        let known = pf.pass(text, &mut sink, cache, 2);
-        (
-            all.iter().collect(),
-            unkeyed.iter().collect(),
-            kw.iter().map(|h| (h.start, h.end, h.rule)).collect(),
-            ends.iter().map(|h| (h.end, h.rule)).collect(),
-            known,
-        )
+        let mut got = Collected::default();
+        let known = pf.pass(text, &mut got.sink(), cache, 2);
+        got.found(known)
     }
 
     /// A prefilter over `n` keywords (`kw0`, `kw1`, ... for rule 0, `pat`
@@ -1259,22 +1260,14 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         let pf =
             Prefilter::build(&[], vec![], &[r"\<zz[0-9]{4}".to_string()], vec![0], vec![]).unwrap();
         let mut cache = pf.new_cache();
-        let (mut all, mut unkeyed, mut kw, mut ends) = (
-            RuleBits::default(),
-            RuleBits::default(),
-            Vec::new(),
-            Vec::new(),
-        );
+        let mut got = Collected::default();
         let mut pass = |text: &str| {
-            let mut sink = Sink {
-                all: &mut all,
-                set: true,
-                unkeyed: Some(&mut unkeyed),
-                kw: Some(&mut kw),
-                ends: Some(&mut ends),
-            };
-            let known = pf.pass(text, &mut sink, &mut cache, 1);
-            (known, ends.len(), unkeyed.iter().collect::<Vec<_>>())
+            let known = pf.pass(text, &mut got.sink(), &mut cache, 1);
+            (
+                known,
+                got.ends.len(),
+                got.unkeyed.iter().collect::<Vec<_>>(),
+            )
         };
         assert_eq!(pass("é zz1234"), (false, 0, vec![0]));
         assert_eq!(pass("é zz12"), (false, 0, vec![]));
