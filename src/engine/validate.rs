@@ -273,8 +273,48 @@ fn ipv6(hay: &str, start: usize, end: usize) -> bool {
         return false;
     }
     let cand = &hay[start..end];
+    if cand.bytes().all(|c| c.is_ascii_hexdigit() || c == b':') {
+        return hex_groups(cand.as_bytes()).is_some_and(|n| n >= 3);
+    }
+    // A dotted IPv4 tail (`::ffff:10.0.0.1`) or anything else: the
+    // standard library's parser.
     let groups = cand.split(':').filter(|g| !g.is_empty()).count();
     groups >= 3 && cand.parse::<Ipv6Addr>().is_ok()
+}
+
+/// The number of groups of an IPv6 address written in hex groups and
+/// colons only, `None` when `c` is not one: what `Ipv6Addr`'s parser says
+/// of such text (the test `hex_groups_agrees_with_the_standard_parser`
+/// holds it to that), at a fifth of its cost. Why by hand: ipv6 is the
+/// most frequent hit in the shared corpus, and its check was half the
+/// cost of redacting an address (callgrind: 2,100 of 5,400 instructions a
+/// value, 1,260 of them the standard parser's).
+fn hex_groups(c: &[u8]) -> Option<usize> {
+    // One `::` at most, standing for at least one zero group.
+    let double = memchr::memmem::find(c, b"::");
+    let (head, tail) = match double {
+        Some(p) => (&c[..p], &c[p + 2..]),
+        None => (c, &c[c.len()..]),
+    };
+    let groups = |part: &[u8]| -> Option<usize> {
+        if part.is_empty() {
+            return Some(0);
+        }
+        let mut n = 0;
+        for g in part.split(|&b| b == b':') {
+            if g.is_empty() || g.len() > 4 {
+                return None;
+            }
+            n += 1;
+        }
+        Some(n)
+    };
+    let (h, t) = (groups(head)?, groups(tail)?);
+    match double {
+        Some(_) if h + t <= 7 => Some(h + t),
+        None if h == 8 => Some(8),
+        _ => None,
+    }
 }
 
 /// Machine-generated rather than a word. See [`Validator::Token`].
@@ -358,6 +398,78 @@ mod tests {
         assert!(!v(Validator::Ipv4, "256.1.2.3"));
         assert!(!Validator::Ipv4.check("v1.2.3.4.5", 1, 8));
         assert!(!v(Validator::Ipv4, "01.2.3.4"));
+    }
+
+    #[test]
+    fn hex_groups_agrees_with_the_standard_parser() {
+        // Every string of up to 7 characters over a small alphabet, and
+        // random longer ones: valid exactly when `Ipv6Addr` parses it.
+        let alphabet = b"0a:F";
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut frontier = cases.clone();
+        for _ in 0..7 {
+            frontier = frontier
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |&c| [p.as_slice(), &[c]].concat()))
+                .collect();
+            cases.extend(frontier.iter().cloned());
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            let len = (x % 40) as usize;
+            let mut s = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly hex digits, some colons, few enough for addresses.
+                s.push(match x % 7 {
+                    0 | 1 => b':',
+                    2 => b'f',
+                    3 => b'A',
+                    _ => b'0' + (x % 10) as u8,
+                });
+            }
+            x = x.wrapping_add(1);
+            cases.push(s);
+        }
+        cases.extend(
+            [
+                "::",
+                "::1",
+                "1::",
+                "1:2:3:4:5:6:7:8",
+                "1:2:3:4:5:6:7::",
+                "::2:3:4:5:6:7:8",
+                "1:2:3:4:5:6:7:8::",
+                "1::2:3:4:5:6:7:8",
+                ":::",
+                "1:::2",
+                "1::2::3",
+                ":1::",
+                "12345::",
+                "ffff:FFFF::0000:1",
+                "1:2:3:4:5:6:7",
+                "1:2:3:4:5:6:7:8:9",
+            ]
+            .map(|s| s.as_bytes().to_vec()),
+        );
+        let mut valid = 0;
+        for c in &cases {
+            let text = std::str::from_utf8(c).unwrap();
+            let std_ok = text.parse::<Ipv6Addr>().is_ok();
+            let ours = hex_groups(c);
+            assert_eq!(ours.is_some(), std_ok, "{text:?}");
+            if let Some(n) = ours {
+                valid += 1;
+                assert_eq!(
+                    n,
+                    text.split(':').filter(|g| !g.is_empty()).count(),
+                    "{text:?}"
+                );
+            }
+        }
+        assert!(valid > 1000, "only {valid} valid addresses among the cases");
     }
 
     #[test]
