@@ -93,6 +93,7 @@ pub(crate) struct LineScan {
 impl LineScan {
     /// The offset in the scanned text of offset `at` of the line (`at`
     /// outside an escape, as a value's or name's boundary always is).
+    #[inline]
     pub(crate) fn to_scanned(&self, at: usize) -> usize {
         let k = self.map.partition_point(|&(line, _)| line as usize <= at);
         match k.checked_sub(1).map(|k| self.map[k]) {

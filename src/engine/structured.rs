@@ -129,16 +129,14 @@ impl Ruleset {
         edits: &mut Edits,
     ) -> Result<Option<String>, JsonError> {
         let mut sc_ = Scanner::new(text);
-        // Where the check of names and values is in the scan's lists (they
-        // come in line order), and whether any can hold a percent escape.
-        let mut cursor = (0, 0);
-        // (A `%` written as the escape `\u0025` counts: decoded, the value
+        // Whether any name or value can hold a percent escape. (A `%` written as the escape `\u0025` counts: decoded, the value
         // holds a percent escape all the same.)
         static ESCAPED_PERCENT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u0025"));
         let b = text.as_bytes();
         let has_percent = memchr::memchr(b'%', b).is_some()
             || (memchr::memchr(b'\\', b).is_some() && ESCAPED_PERCENT.find(b).is_some());
+        let mut cursor = HitCursor::new(self, scan, has_percent);
         // The scan finds every member a field-name rule matches (its names
         // are in the pattern set): none of those rules in the scan, no
         // lookup. Likewise no context rule in the scan, no value needs its
@@ -196,22 +194,18 @@ impl Ruleset {
                     // by e-mail address): it is redacted like a string
                     // value, and kept unique within its object. Most names
                     // hold no hit of the line's scan: that is checked first.
-                    if self.span_may_hold_hits(
-                        &key,
-                        (start + 1, end - 1),
-                        scan,
-                        &mut cursor,
-                        has_percent,
-                    ) && let Some(new) = self.redact_member_value(
-                        &key,
-                        true,
-                        (start + 1, end - 1),
-                        None,
-                        scan,
-                        sc,
-                        st,
-                        MAX_EMBEDDED_DEPTH,
-                    ) {
+                    if cursor.may_hold_hits(self, &key, (start + 1, end - 1), true)
+                        && let Some(new) = self.redact_member_value(
+                            &key,
+                            true,
+                            (start + 1, end - 1),
+                            None,
+                            scan,
+                            sc,
+                            st,
+                            MAX_EMBEDDED_DEPTH,
+                        )
+                    {
                         let seen = f.redacted_names.get_or_insert_with(Default::default);
                         let new = unique_name(new, seen);
                         edits.replace_with(start, end, |b| encode_string(&new, b));
@@ -274,13 +268,7 @@ impl Ruleset {
                         self.replace_whole(r, &value, start, end, edits, sc, st);
                     } else if !names_matter
                         && !hides_unicode_escapes(&value)
-                        && !self.span_may_hold_hits(
-                            &value,
-                            (start + 1, end - 1),
-                            scan,
-                            &mut cursor,
-                            has_percent,
-                        )
+                        && !cursor.may_hold_hits(self, &value, (start + 1, end - 1), true)
                     {
                         // Most values: nothing of the scan inside them.
                     } else if let Some(new) = self.redact_member_value(
@@ -302,8 +290,7 @@ impl Ruleset {
                     let num = &text[start..end];
                     if let Some(r) = sensitive {
                         self.replace_whole(r, num, start, end, edits, sc, st);
-                    } else if !names_matter
-                        && !self.span_may_hold_hits(num, (start, end), scan, &mut cursor, false)
+                    } else if !names_matter && !cursor.may_hold_hits(self, num, (start, end), false)
                     {
                         // Nothing of the scan inside the number.
                     } else if let Some(new) = self.redact_member_value(
@@ -362,52 +349,6 @@ impl Ruleset {
         let mut rendered = String::new();
         render(rule, &self.hash_key, value, &mut rendered);
         edits.replace_with(start, end, |b| encode_string(&rendered, b));
-    }
-
-    /// Whether a member name or value at `span` (its content) in the line
-    /// may hold something to redact: a keyword inside it or a set match
-    /// ending in it (the cheap part of [`Self::redact_member_value`]'s
-    /// choice, without its scratch bit sets), or anything that choice could
-    /// not rule out. A member's name, wanted by context rules, is the
-    /// caller's to check.
-    ///
-    /// `cursor` carries where the last check stopped in the scan's lists
-    /// (names and values come in line order), so a line costs one pass
-    /// over them.
-    fn span_may_hold_hits(
-        &self,
-        name: &str,
-        span: (usize, usize),
-        scan: Option<&LineScan>,
-        cursor: &mut (usize, usize),
-        line_has_percent: bool,
-    ) -> bool {
-        let Some(ls) = scan.filter(|ls| ls.positional) else {
-            return true;
-        };
-        if !self.prefilter.always().is_empty()
-            || (!ls.ends_known && !ls.unkeyed.is_empty())
-            || (line_has_percent && name.as_bytes().contains(&b'%'))
-        {
-            return true;
-        }
-        let (lo, hi) = (ls.to_scanned(span.0), ls.to_scanned(span.1));
-        let (k, e) = cursor;
-        while ls.ends.get(*e).is_some_and(|h| (h.end as usize) <= lo) {
-            *e += 1;
-        }
-        if ls.ends.get(*e).is_some_and(|h| h.end as usize <= hi) {
-            return true;
-        }
-        while ls.kw.get(*k).is_some_and(|h| (h.end as usize) <= lo) {
-            *k += 1;
-        }
-        // A keyword's rule counts where its matches fit in the name (the
-        // `pat` of airtable-pat is in every `path`).
-        ls.kw[*k..]
-            .iter()
-            .take_while(|h| (h.end as usize) <= hi)
-            .any(|h| h.start as usize >= lo && self.rules[h.rule as usize].min_len <= name.len())
     }
 
     /// One string or number value at `span` (its content) in the line:
@@ -517,6 +458,80 @@ impl Ruleset {
             }
         }
         self.redact_text(value, cands, key, base, sc, st)
+    }
+}
+
+/// Whether a member name or value may hold something to redact, asked of
+/// each in line order: a keyword inside it or a set match ending in it
+/// (the cheap part of [`Ruleset::redact_member_value`]'s choice, without
+/// its scratch bit sets), or anything that choice could not rule out. A
+/// member's name, wanted by context rules, is the caller's to check.
+///
+/// What holds for the whole line is worked out once (on the corpus the
+/// question is asked ~30 times a line); the places in the scan's lists are
+/// carried from one question to the next, so a line costs one pass over
+/// them.
+struct HitCursor<'s> {
+    /// The line's scan, when it can rule names and values out: positional,
+    /// with set match positions known, and no rule that always runs.
+    scan: Option<&'s LineScan>,
+    /// Whether the line holds a `%` (or its escape `\u0025`).
+    line_has_percent: bool,
+    kw: usize,
+    ends: usize,
+}
+
+impl<'s> HitCursor<'s> {
+    fn new(rs: &Ruleset, scan: Option<&'s LineScan>, line_has_percent: bool) -> HitCursor<'s> {
+        let scan = scan.filter(|ls| {
+            ls.positional
+                && rs.prefilter.always().is_empty()
+                && (ls.ends_known || ls.unkeyed.is_empty())
+        });
+        HitCursor {
+            scan,
+            line_has_percent,
+            kw: 0,
+            ends: 0,
+        }
+    }
+
+    /// For the name or value `name` at `span` (its content) in the line;
+    /// `text`: a string (whose percent escapes are decoded), not a number.
+    #[inline]
+    fn may_hold_hits(
+        &mut self,
+        rs: &Ruleset,
+        name: &str,
+        span: (usize, usize),
+        text: bool,
+    ) -> bool {
+        let Some(ls) = self.scan else {
+            return true;
+        };
+        if text && self.line_has_percent && name.as_bytes().contains(&b'%') {
+            return true;
+        }
+        let (lo, hi) = (ls.to_scanned(span.0), ls.to_scanned(span.1));
+        while ls
+            .ends
+            .get(self.ends)
+            .is_some_and(|h| (h.end as usize) <= lo)
+        {
+            self.ends += 1;
+        }
+        if ls.ends.get(self.ends).is_some_and(|h| h.end as usize <= hi) {
+            return true;
+        }
+        while ls.kw.get(self.kw).is_some_and(|h| (h.end as usize) <= lo) {
+            self.kw += 1;
+        }
+        // A keyword's rule counts where its matches fit in the name (the
+        // `pat` of airtable-pat is in every `path`).
+        ls.kw[self.kw..]
+            .iter()
+            .take_while(|h| (h.end as usize) <= hi)
+            .any(|h| h.start as usize >= lo && rs.rules[h.rule as usize].min_len <= name.len())
     }
 }
 
