@@ -537,20 +537,24 @@ impl Ruleset {
                 _ => None,
             }
         };
-        if !cands.iter().all(|r| checkable(r).is_some()) {
-            return false;
+        // At most MAX_CONFIRMED candidates (checked above), each with its regex.
+        let mut picked = [None; MAX_CONFIRMED];
+        for (slot, r) in picked.iter_mut().zip(cands.iter()) {
+            let Some(re) = checkable(r) else { return false };
+            *slot = Some((r, re));
         }
         // A rule whose check finds a match nearly every time: walk the line
         // without searching it first (the outcome is the same, the walk is
         // what would follow the match).
-        if cands
+        if picked
             .iter()
-            .any(|r| checks.get_mut(r as usize).is_some_and(LineCheck::skip))
+            .flatten()
+            .any(|&(r, _)| checks.get_mut(r as usize).is_some_and(LineCheck::skip))
         {
             return false;
         }
-        cands.iter().all(|r| {
-            let found = checkable(r).is_some_and(|re| re.is_match(text));
+        picked.iter().flatten().all(|&(r, re)| {
+            let found = re.is_match(text);
             if let Some(c) = checks.get_mut(r as usize) {
                 c.record(found);
             }
