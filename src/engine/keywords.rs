@@ -259,6 +259,26 @@ impl KwAutomaton for KwDfa {
     }
 }
 
+/// No keyword automaton: what the walk steps in its place when the
+/// keywords are patterns of the set itself (see `scan::Prefilter::build`,
+/// "keywords in the set"). Every step is the constant 0 and never a match,
+/// so once the walk is monomorphised for it the keyword chain's loads and
+/// tests are gone from the loop.
+#[derive(Debug)]
+pub(crate) struct NoKw;
+
+impl KwAutomaton for NoKw {
+    #[inline(always)]
+    fn start(&self) -> u32 {
+        0
+    }
+    #[inline(always)]
+    fn next(&self, _: u32, _: u8) -> u32 {
+        0
+    }
+    fn matches(&self, _: u32, _: impl FnMut(usize, usize)) {}
+}
+
 /// The library's automaton used as it is, for keyword sets too large for
 /// a DFA.
 #[derive(Debug)]
