@@ -2,7 +2,7 @@
 //!
 //! [`KwAutomaton`] is the little the joint walk in `scan.rs` needs of a
 //! keyword automaton: the next state, whether it is a match, and the
-//! keywords that end there. Two kinds implement it:
+//! keywords that end there. Three kinds implement it:
 //!
 //! - [`KwDfa`], for the usual few hundred keywords: a copy of
 //!   `aho-corasick`'s DFA in a layout made for that loop. The library's
@@ -20,6 +20,9 @@
 //! - [`KwLib`], for very large keyword sets: the library's contiguous NFA
 //!   as it is (a DFA of thousands of keywords grows faster than its speed
 //!   pays back).
+//! - [`NoKw`], no automaton at all, for a few dozen keywords that are
+//!   patterns of the set's lazy DFA instead (the walk then steps one
+//!   automaton; see `scan::Prefilter::build`).
 //!
 //! The copy is also what lets the inner loop skip the bounds check
 //! ([`KwAutomaton::next_unchecked`]): every entry of its table was checked
