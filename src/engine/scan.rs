@@ -394,13 +394,14 @@ impl Prefilter {
         let dfa = set.and_then(|s| s.dfa.as_ref().zip(cache.dfa.as_mut()));
         let no_dfa = set.is_some() && dfa.is_none();
         let half = &mut cache.half;
+        // The set alone when it is the only automaton to walk: no keywords,
+        // or keywords among its own patterns.
+        let set_alone = set.is_some() && (self.kw_in_set || self.keywords.is_none());
         let walked = match &self.keywords {
-            _ if self.kw_in_set && set.is_some() => {
-                self.walk_halves(&NoKw, text, dfa, half, sink, n_rules)
-            }
+            _ if set_alone => self.walk_halves(&NoKw, text, dfa, half, sink, n_rules),
             Some(Keywords::Dfa(a)) => self.walk_halves(a, text, dfa, half, sink, n_rules),
             Some(Keywords::Nfa(a)) => self.walk_halves(a, text, dfa, half, sink, n_rules),
-            None => self.walk_set(text, dfa, sink),
+            None => Walked::Done,
         };
         let walked = if no_dfa { Walked::SetFailed } else { walked };
         let ends_known = match (set, walked) {
@@ -765,43 +766,6 @@ impl Prefilter {
             }
         }
         Walked::SetFailed
-    }
-
-    /// The set alone (no keywords in the rule set).
-    fn walk_set(
-        &self,
-        text: &str,
-        dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
-        sink: &mut Sink<'_>,
-    ) -> Walked {
-        let bytes = text.as_bytes();
-        let Some((d, c)) = dfa else {
-            return Walked::Done;
-        };
-        let Ok(mut s) = d.start_state_forward(c, &Input::new(bytes)) else {
-            return Walked::SetFailed;
-        };
-        for (i, &b) in bytes.iter().enumerate() {
-            s = match d.next_state(c, s, b) {
-                Ok(s) => s,
-                Err(_) => return Walked::SetFailed,
-            };
-            if s.is_tagged() {
-                if s.is_match() {
-                    self.set_matches(d, c, s, i, bytes, sink);
-                } else if s.is_quit() {
-                    return Walked::SetFailed;
-                } else if s.is_dead() {
-                    return Walked::Done;
-                }
-            }
-        }
-        match d.next_eoi_state(c, s) {
-            Ok(s) if s.is_match() => self.set_matches(d, c, s, bytes.len(), bytes, sink),
-            Ok(_) => {}
-            Err(_) => return Walked::SetFailed,
-        }
-        Walked::Done
     }
 
     /// Records the keywords that end at `end` (the automaton is in match
