@@ -595,7 +595,9 @@ impl Ruleset {
         stats.compliance_checked += 1;
         stats.journal.clear();
         scratch.start_line(line.len());
-        let changed = match std::str::from_utf8(line) {
+        // simdutf8's check is the same as std's (it returns the same `&str`
+        // for the same bytes), several times faster on long ASCII lines.
+        let changed = match simdutf8::basic::from_utf8(line) {
             Ok(s) => self.redact_str(s, scratch, stats),
             Err(_) => {
                 stats.failure(FailureKind::InvalidUtf8);
