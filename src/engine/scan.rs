@@ -517,6 +517,12 @@ impl Prefilter {
             a2: start,
             s2: d.start_state_forward(c, &input.clone().range(mid..)).ok()?,
         };
+        // A start state that filled the set's cache up (it is then
+        // cleared) leaves the other pointing into the old cache, and the
+        // unchecked steps below would read it.
+        if c.clear_count() != clears {
+            return None;
+        }
         half.kw.clear();
         half.ends.clear();
         half.states.clear();
