@@ -102,12 +102,25 @@ pub struct Scanner<'a> {
 
 impl<'a> Scanner<'a> {
     pub fn new(text: &'a str) -> Scanner<'a> {
+        Self::with_stack(text, Vec::new())
+    }
+
+    /// A scanner that keeps its open containers in `stack` (emptied first):
+    /// a caller that scans line after line hands back the stack of the line
+    /// before ([`Self::into_stack`]) instead of allocating one per line.
+    pub fn with_stack(text: &'a str, mut stack: Vec<bool>) -> Scanner<'a> {
+        stack.clear();
         Scanner {
             b: text.as_bytes(),
             pos: 0,
-            stack: Vec::new(),
+            stack,
             expect: Expect::Value,
         }
+    }
+
+    /// The stack's allocation, for [`Self::with_stack`].
+    pub fn into_stack(self) -> Vec<bool> {
+        self.stack
     }
 
     /// Current nesting depth.

@@ -389,7 +389,8 @@ impl Ruleset {
                 .then(b.end.cmp(&a.end))
                 .then(a.rule.cmp(&b.rule))
         });
-        let mut out = String::with_capacity(text.len() + 32);
+        let mut out = sc.take_string();
+        out.reserve(text.len() + 32);
         let mut pos = 0;
         let mut i = 0;
         let mut pure = true;

@@ -27,7 +27,7 @@ struct Edit {
     to: usize,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Frame<'t> {
     obj: bool,
     /// The current member's name (objects), or the name the array is the
@@ -52,7 +52,7 @@ struct Frame<'t> {
 /// The redacted names of one object: each as written, and for each
 /// redacted form how many names came out as it. Hashed, so an object with
 /// a hundred thousand e-mail addresses as keys stays linear.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct RedactedNames {
     written: std::collections::HashSet<String>,
     counts: std::collections::HashMap<String, u32>,
@@ -64,6 +64,23 @@ struct RedactedNames {
 pub(crate) struct Edits {
     list: Vec<Edit>,
     buf: String,
+    /// The walk's container frames and its scanner's stack, kept empty
+    /// between walks so that their allocations serve line after line
+    /// (see [`recycle_frames`]).
+    frames: Vec<Frame<'static>>,
+    stack: Vec<bool>,
+}
+
+/// An emptied list of frames of a walk, as a list of frames for any walk:
+/// the same allocation. Why this way: a `Vec<Frame<'t>>` borrows from the
+/// walk's text and cannot be kept past it, but an empty one has nothing to
+/// borrow; collecting its (absent) elements in place (the standard
+/// library's in-place collection for `vec::IntoIter`, whose layout is the
+/// same for every `'t`) gives the buffer back with a `'static` type. Were
+/// that reuse ever to stop, the list would just be allocated afresh.
+fn recycle_frames(mut frames: Vec<Frame<'_>>) -> Vec<Frame<'static>> {
+    frames.clear();
+    frames.into_iter().filter_map(|_| None).collect()
 }
 
 impl Edits {
@@ -108,7 +125,20 @@ impl Ruleset {
         let mut edits = sc.edits_pool.pop().unwrap_or_default();
         edits.list.clear();
         edits.buf.clear();
-        let r = self.walk_json(text, scan, sc, st, depth, &mut edits);
+        let mut frames: Vec<Frame<'_>> = std::mem::take(&mut edits.frames);
+        let mut scanner = Scanner::with_stack(text, std::mem::take(&mut edits.stack));
+        let r = self.walk_json(
+            text,
+            scan,
+            sc,
+            st,
+            depth,
+            &mut edits,
+            &mut scanner,
+            &mut frames,
+        );
+        edits.stack = scanner.into_stack();
+        edits.frames = recycle_frames(frames);
         sc.edits_pool.push(edits);
         if r.is_err() {
             st.rollback(&mark);
@@ -119,16 +149,18 @@ impl Ruleset {
         r
     }
 
-    fn walk_json(
+    #[allow(clippy::too_many_arguments)]
+    fn walk_json<'t>(
         &self,
-        text: &str,
+        text: &'t str,
         scan: Option<&LineScan>,
         sc: &mut Scratch,
         st: &mut Stats,
         depth: u8,
         edits: &mut Edits,
+        sc_: &mut Scanner<'t>,
+        frames: &mut Vec<Frame<'t>>,
     ) -> Result<Option<String>, JsonError> {
-        let mut sc_ = Scanner::new(text);
         // Whether any name or value can hold a percent escape. (A `%` written as the escape `\u0025` counts: decoded, the value
         // holds a percent escape all the same.)
         static ESCAPED_PERCENT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -144,7 +176,7 @@ impl Ruleset {
         let lookup_names = scan.is_none_or(|ls| ls.all.intersects(&self.key_rules));
         let names_matter = scan.is_none_or(|ls| ls.all.intersects(&self.context_rules));
         // Room for the nesting of a typical log line without regrowing.
-        let mut frames: Vec<Frame<'_>> = Vec::with_capacity(8);
+        frames.reserve(8);
         // A member being dropped: its key start and how many containers of
         // its value are open.
         let mut dropping: Option<(usize, usize)> = None;
@@ -253,7 +285,7 @@ impl Ruleset {
                         // The dropped member was the last: remove the comma before it.
                         edits.delete(f.prev_kept_end.unwrap_or(ks), ve);
                     }
-                    value_done(&mut frames, p + 1);
+                    value_done(frames, p + 1);
                 }
                 Token::Str {
                     start,
@@ -282,8 +314,9 @@ impl Ruleset {
                         depth,
                     ) {
                         edits.replace_with(start, end, |b| encode_string(&new, b));
+                        sc.put_string(new);
                     }
-                    value_done(&mut frames, end);
+                    value_done(frames, end);
                 }
                 Token::Num { start, end } => {
                     let sensitive = frames.last().and_then(|f| f.subtree.or(f.member));
@@ -306,16 +339,24 @@ impl Ruleset {
                         // A sensitive number (a card stored as a number)
                         // becomes a string: the key stays, the value goes.
                         edits.replace_with(start, end, |b| encode_string(&new, b));
+                        sc.put_string(new);
                     }
-                    value_done(&mut frames, end);
+                    value_done(frames, end);
                 }
-                Token::Lit { end, .. } => value_done(&mut frames, end),
+                Token::Lit { end, .. } => value_done(frames, end),
             }
         }
         if edits.list.is_empty() {
             return Ok(None);
         }
-        let mut out = String::with_capacity(text.len() + edits.buf.len());
+        // At the top, into the line's output buffer, which `redact_line`
+        // takes back: no allocation and no copy per line.
+        let mut out = if depth == 0 {
+            sc.take_out()
+        } else {
+            String::new()
+        };
+        out.reserve(text.len() + edits.buf.len());
         let mut pos = 0;
         for e in &edits.list {
             out.push_str(&text[pos..e.start]);
