@@ -168,13 +168,11 @@ pub(crate) struct ScanCache {
     half: HalfScratch,
 }
 
-/// The split walk's second half (see [`Prefilter::walk_split`]): what it
-/// found, and its states after each of its first [`MEET_WINDOW`] bytes.
+/// What the split walk's second half found (see [`Prefilter::walk_split`]).
 #[derive(Debug, Default)]
 struct HalfScratch {
     kw: Vec<KwHit>,
     ends: Vec<EndHit>,
-    states: Vec<(u32, hybrid::LazyStateID)>,
 }
 
 /// What one pass fills in. `all` gets every candidate rule; the others are
@@ -489,6 +487,17 @@ impl Prefilter {
     /// things, and the second half's findings are taken. Exact: the same
     /// hits, in the same order, as one walk.
     ///
+    /// To find where they meet, the second walk's first bytes are walked
+    /// once more beside the first walk's way past the middle, rather than
+    /// its states recorded on the way: the walks meet within a few bytes
+    /// on nearly every line, and recording took a loop of its own over
+    /// the first [`MEET_WINDOW`] bytes of every second half, slower a byte
+    /// than the plain one (11% of a run of the reference rules over clean
+    /// lines, perf). Callgrind, 20,000 clean corpus lines, startup
+    /// included: reference rules 163.7M -> 153.9M instructions (38.0M of
+    /// them startup), library 303.1M -> 293.9M; 20,000 corpus lines with
+    /// the library 854.1M -> 843.8M.
+    ///
     /// `None` when it gave up (the walks did not meet within
     /// [`MEET_WINDOW`] bytes, the set stopped, or its cache was cleared,
     /// which leaves the other walk's states stale): the caller walks the
@@ -517,6 +526,9 @@ impl Prefilter {
             a2: start,
             s2: d.start_state_forward(c, &input.clone().range(mid..)).ok()?,
         };
+        // For walking the second half's first bytes again (valid while the
+        // cache is not cleared, which ends this walk).
+        let second_start = w.s2;
         // A start state that filled the set's cache up (it is then
         // cleared) leaves the other pointing into the old cache, and the
         // unchecked steps below would read it.
@@ -525,27 +537,17 @@ impl Prefilter {
         }
         half.kw.clear();
         half.ends.clear();
-        half.states.clear();
-        half.states.reserve(window);
         let (first, second) = (&bytes[..both], &bytes[mid..mid + both]);
-        // Byte k of each half; the second's states kept for its first
-        // `window` bytes.
+        // Byte k of each half.
         let mut k = 0;
         while k < both {
             if !w.s1.is_tagged() && !w.s2.is_tagged() {
-                let end = if k < window { window } else { both };
                 // SAFETY: the states come from `ac`, and from `d` in `c`
                 // (`pass` checked that `c` is `d`'s) since its last clear
                 // (a clear ends this walk below); both untagged.
-                k = unsafe {
-                    if k < window {
-                        quiet_pair::<A, true>(ac, d, c, &mut w, first, second, k, end, half)
-                    } else {
-                        quiet_pair::<A, false>(ac, d, c, &mut w, first, second, k, end, half)
-                    }
-                };
-                if k == end {
-                    continue; // nothing happened up to the end of the stretch
+                k = unsafe { quiet_pair(ac, d, c, &mut w, first, second, k, both) };
+                if k == both {
+                    break; // nothing happened up to the end of the stretch
                 }
             }
             self.step(ac, d, c, &mut w.a1, &mut w.s1, bytes, k, sink)?;
@@ -556,9 +558,6 @@ impl Prefilter {
             }
             let mut hs = half_sink(sink, &mut half.kw, &mut half.ends);
             self.step(ac, d, c, &mut w.a2, &mut w.s2, bytes, mid + k, &mut hs)?;
-            if k < window {
-                half.states.push((w.a2, w.s2));
-            }
             if c.clear_count() != clears {
                 return None;
             }
@@ -588,15 +587,21 @@ impl Prefilter {
         if c.clear_count() != clears {
             return None;
         }
-        // The first half's walk goes on until it meets the second's.
+        // The first half's walk goes on until it meets the second's,
+        // whose first bytes are walked again beside it (its findings there
+        // are in `half` already).
+        let (mut a2, mut s2) = (start, second_start);
         let mut met = None;
         for t in 0..window {
             let j = mid + t;
             self.step(ac, d, c, &mut w.a1, &mut w.s1, bytes, j, sink)?;
+            let b = *bytes.get(j)?;
+            a2 = ac.unflag(ac.next(a2, b));
+            s2 = d.next_state(c, s2, b).ok()?;
             if c.clear_count() != clears {
                 return None;
             }
-            if half.states.get(t) == Some(&(w.a1, w.s1)) {
+            if (a2, s2) == (w.a1, w.s1) {
                 met = Some(j);
                 break;
             }
@@ -906,15 +911,13 @@ unsafe fn quiet_run<A: KwAutomaton>(
 const SPLIT_MIN: usize = 128;
 
 /// How many bytes past the middle the first half's walk may go to meet
-/// the second's before the split walk gives up. Small, because the second
-/// walk records its states for this many bytes, in a loop that costs more
-/// a byte than the plain one: on the shared corpus the walks met within 16
-/// bytes in all but 48 of 48,938 split lines (20 MB; those 48 gave up at
-/// any window size, so for a stopped set or a cleared cache), and 32
-/// instead of 128 took 3.6% off the instructions of a run over clean
-/// lines, 1.7% over the corpus (callgrind, 20,000 and 40,000 lines). A
-/// line whose walks do not meet in time is walked again whole: at most
-/// one more scan of it.
+/// the second's before the split walk gives up. On the shared corpus the
+/// walks met within 16 bytes in all but 48 of 48,938 split lines (20 MB;
+/// those 48 gave up at any window size, so for a stopped set or a cleared
+/// cache). Each byte of the way is a slow step of two walks (the first
+/// half's and the second's again, see `Prefilter::walk_split`), so the
+/// window only costs on lines whose walks do not meet, which are walked
+/// again whole: at most one more scan of them.
 const MEET_WINDOW: usize = 32;
 
 /// Where the split walk's second half starts: at a quote near the middle
@@ -957,8 +960,7 @@ fn half_sink<'s>(
 }
 
 /// [`quiet_run`] for the split walk: byte `k` of each half, while nothing
-/// happens on either, up to `end`. With `STORE`, the second half's states
-/// after each byte are pushed onto `half.states`.
+/// happens on either, up to `end`.
 ///
 /// # Safety
 ///
@@ -974,7 +976,7 @@ fn half_sink<'s>(
 /// 461.2M -> 457.0M.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn quiet_pair<A: KwAutomaton, const STORE: bool>(
+unsafe fn quiet_pair<A: KwAutomaton>(
     ac: &A,
     d: &hybrid::dfa::DFA,
     c: &hybrid::dfa::Cache,
@@ -983,7 +985,6 @@ unsafe fn quiet_pair<A: KwAutomaton, const STORE: bool>(
     second: &[u8],
     mut k: usize,
     end: usize,
-    half: &mut HalfScratch,
 ) -> usize {
     let Pair {
         mut a1,
@@ -1004,9 +1005,6 @@ unsafe fn quiet_pair<A: KwAutomaton, const STORE: bool>(
             break;
         }
         (a1, s1, a2, s2) = (na1, ns1, na2, ns2);
-        if STORE {
-            half.states.push((na2, ns2));
-        }
         k += 1;
     }
     *w = Pair { a1, s1, a2, s2 };
@@ -1184,6 +1182,85 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             let split = walk_of(rs, &text, true, &mut cache);
             proptest::prop_assert_eq!(split, one, "line: {:?}", text);
         }
+    }
+
+    /// Pieces for the reference rules: their hits, and what logs put
+    /// around them.
+    fn reference_pieces() -> Vec<String> {
+        [
+            "\"",
+            "\":\"",
+            " ",
+            "=",
+            ":",
+            ".",
+            "-",
+            "@",
+            "a",
+            "x",
+            "token",
+            "secret=abc",
+            "password=hunter2",
+            "ghp_",
+            "AKIA",
+            "eyJ",
+            "bearer ",
+            "Bearer abc.def",
+            "xoxb-",
+            "://u:p@h",
+            "10.1.2.3",
+            "4111 1111 1111 1111",
+            "123-45-6789",
+            "ann@example.com",
+            "2024-05-14T08:00:00Z",
+            "\\\"",
+            "é",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn reference_rules() -> &'static Ruleset {
+        static RS: std::sync::LazyLock<Ruleset> = std::sync::LazyLock::new(|| {
+            compile(include_str!("../../benches/ruleset-reference.toml"))
+        });
+        &RS
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// With the keywords among the set's patterns (the reference
+        /// rules), the walk over two halves finds what one walk finds:
+        /// keyword spans and set match ends alike, in the same order.
+        #[test]
+        fn the_split_walk_of_the_set_alone_finds_what_one_walk_finds(
+            parts in proptest::collection::vec(proptest::sample::select(reference_pieces()), 0..60),
+        ) {
+            let text = parts.concat();
+            let rs = reference_rules();
+            proptest::prop_assert!(rs.prefilter.kw_in_set);
+            let mut cache = rs.new_scan_cache();
+            let one = set_walk_of(rs, &text, false, &mut cache);
+            let split = set_walk_of(rs, &text, true, &mut cache);
+            proptest::prop_assert_eq!(split, one, "line: {:?}", text);
+        }
+    }
+
+    /// [`walk_of`] for a prefilter whose keywords are in the set.
+    fn set_walk_of(rs: &Ruleset, text: &str, split: bool, cache: &mut ScanCache) -> Found {
+        let p = &rs.prefilter;
+        let n = rs.rules().len();
+        let mut got = Collected::new(n);
+        let mut sink = got.sink();
+        let d = p.set.as_ref().and_then(|s| s.dfa.as_ref());
+        let dfa = d.zip(cache.dfa.as_mut());
+        let walked = if split {
+            p.walk_halves(&NoKw, text, dfa, &mut cache.half, &mut sink, n)
+        } else {
+            p.walk(&NoKw, text, dfa, &mut sink)
+        };
+        got.found(matches!(walked, Walked::Done))
     }
 
     #[test]
