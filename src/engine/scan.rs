@@ -995,16 +995,41 @@ unsafe fn quiet_pair<A: KwAutomaton>(
     // Bounds checked once here, not on every byte.
     let end = end.min(first.len()).min(second.len());
     let (first, second) = (&first[..end], &second[..end]);
-    while k < end {
-        let (b1, b2) = (first[k], second[k]);
-        // SAFETY: see the function's doc comment.
-        let (na1, na2) = unsafe { (ac.next_unchecked(a1, b1), ac.next_unchecked(a2, b2)) };
-        let ns1 = unsafe { d.next_state_untagged_unchecked(c, s1, b1) };
-        let ns2 = unsafe { d.next_state_untagged_unchecked(c, s2, b2) };
-        if kw_match(na1 | na2) | ns1.is_tagged() | ns2.is_tagged() {
+    // Byte k of each half: `false` when something happens on it (the
+    // states are then left as they were before it).
+    macro_rules! pair_step {
+        ($k:expr) => {{
+            let (b1, b2) = (first[$k], second[$k]);
+            // SAFETY: see the function's doc comment.
+            let (na1, na2) = unsafe { (ac.next_unchecked(a1, b1), ac.next_unchecked(a2, b2)) };
+            let ns1 = unsafe { d.next_state_untagged_unchecked(c, s1, b1) };
+            let ns2 = unsafe { d.next_state_untagged_unchecked(c, s2, b2) };
+            if kw_match(na1 | na2) | ns1.is_tagged() | ns2.is_tagged() {
+                false
+            } else {
+                (a1, s1, a2, s2) = (na1, ns1, na2, ns2);
+                true
+            }
+        }};
+    }
+    // Two bytes of each half a turn: one count and one bound check
+    // for four steps. Callgrind, 20,000 clean corpus lines: library
+    // 293.9M -> 277.8M instructions, reference rules 153.9M -> 150.7M;
+    // 20,000 corpus lines, library 843.8M -> 822.4M. Wall time on the
+    // bench machine the same within its noise (the loop is bound by its
+    // chains of loads more than by its instructions), but a core shared
+    // with a second worker has the fewer to run.
+    while k + 2 <= end {
+        if !pair_step!(k) {
             break;
         }
-        (a1, s1, a2, s2) = (na1, ns1, na2, ns2);
+        if !pair_step!(k + 1) {
+            k += 1;
+            break;
+        }
+        k += 2;
+    }
+    if k + 1 == end && pair_step!(k) {
         k += 1;
     }
     *w = Pair { a1, s1, a2, s2 };
