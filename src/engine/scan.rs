@@ -1266,26 +1266,10 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             let rs = reference_rules();
             proptest::prop_assert!(rs.prefilter.kw_in_set);
             let mut cache = rs.new_scan_cache();
-            let one = set_walk_of(rs, &text, false, &mut cache);
-            let split = set_walk_of(rs, &text, true, &mut cache);
+            let one = walk_of(rs, &text, false, &mut cache);
+            let split = walk_of(rs, &text, true, &mut cache);
             proptest::prop_assert_eq!(split, one, "line: {:?}", text);
         }
-    }
-
-    /// [`walk_of`] for a prefilter whose keywords are in the set.
-    fn set_walk_of(rs: &Ruleset, text: &str, split: bool, cache: &mut ScanCache) -> Found {
-        let p = &rs.prefilter;
-        let n = rs.rules().len();
-        let mut got = Collected::new(n);
-        let mut sink = got.sink();
-        let d = p.set.as_ref().and_then(|s| s.dfa.as_ref());
-        let dfa = d.zip(cache.dfa.as_mut());
-        let walked = if split {
-            p.walk_halves(&NoKw, text, dfa, &mut cache.half, &mut sink, n)
-        } else {
-            p.walk(&NoKw, text, dfa, &mut sink)
-        };
-        got.found(matches!(walked, Walked::Done))
     }
 
     #[test]
