@@ -71,6 +71,10 @@ pub(crate) struct Edits {
     stack: Vec<bool>,
 }
 
+/// The most open containers whose frames and scanner stack a walk's
+/// [`Edits`] keep for the next walk.
+const KEPT_NESTING_MAX: usize = 256;
+
 /// An emptied list of frames of a walk, as a list of frames for any walk:
 /// the same allocation. Why this way: a `Vec<Frame<'t>>` borrows from the
 /// walk's text and cannot be kept past it, but an empty one has nothing to
@@ -140,8 +144,15 @@ impl Ruleset {
             &mut scanner,
             &mut frames,
         );
-        edits.stack = scanner.into_stack();
-        edits.frames = recycle_frames(frames);
+        // Kept for the next walk, unless a deeply nested text made them
+        // large: that memory goes back with the line.
+        let stack = scanner.into_stack();
+        if stack.capacity() <= KEPT_NESTING_MAX {
+            edits.stack = stack;
+        }
+        if frames.capacity() <= KEPT_NESTING_MAX {
+            edits.frames = recycle_frames(frames);
+        }
         sc.edits_pool.push(edits);
         if r.is_err() {
             st.rollback(&mark);
@@ -647,6 +658,30 @@ mod tests {
         assert!(kept.is_empty());
         assert_eq!(kept.capacity(), 16);
         assert_eq!(kept.as_ptr() as usize, ptr, "the same buffer");
+    }
+
+    #[test]
+    fn a_deeply_nested_line_does_not_leave_its_frames_in_the_pool() {
+        let rs = builtin_shared();
+        let mut sc = Scratch::new(rs);
+        let mut st = Stats::new(rs);
+        let deep = 10_000;
+        let line = format!(
+            "{}\"mail ann@example.com\"{}",
+            "[".repeat(deep),
+            "]".repeat(deep)
+        );
+        let (out, _) = rs.redact_line(line.as_bytes(), &mut sc, &mut st);
+        assert!(!String::from_utf8_lossy(out).contains("ann@example.com"));
+        assert!(!sc.edits_pool.is_empty(), "the walk ran");
+        for e in &sc.edits_pool {
+            assert!(e.frames.capacity() <= super::KEPT_NESTING_MAX);
+            assert!(e.stack.capacity() <= super::KEPT_NESTING_MAX);
+        }
+        // A shallow line's are kept.
+        let (out, _) = rs.redact_line(br#"{"a":{"m":"mail ann@example.com"}}"#, &mut sc, &mut st);
+        assert!(!String::from_utf8_lossy(out).contains("ann@example.com"));
+        assert!(sc.edits_pool.iter().any(|e| e.frames.capacity() > 0));
     }
 
     /// What values are made of: every `hit` text of the built-in rules'
