@@ -27,7 +27,9 @@
 //! With a few dozen keywords (the reference rules' 25, not the library's
 //! 350) there is one automaton instead of two: the keywords are patterns of
 //! the set, and the walk steps [`NoKw`] where the keyword automaton was (see
-//! `Prefilter::build` for the numbers either way).
+//! `Prefilter::build` for the numbers either way). That one automaton is
+//! walked over four parts of a line at once (`Prefilter::walk_quarters`),
+//! the same four chains as two automata over two halves.
 //!
 //! Match ends (not just "this rule matched somewhere in the line") are what
 //! let the JSON walk run a keyword-less rule only on the values that hold
