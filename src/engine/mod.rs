@@ -502,7 +502,13 @@ impl Ruleset {
         scan: &mut ruleset::LineScan,
         sc: &mut Scratch,
     ) -> bool {
-        let escaped = memchr::memchr(b'\\', s.as_bytes()).is_some();
+        // One pass for the two bytes that call for more work, both absent
+        // from most lines: a backslash (escapes to decode before the
+        // scan) and a percent sign (escapes to decode after it).
+        let b = s.as_bytes();
+        let first = memchr::memchr2(b'\\', b'%', b);
+        let escaped =
+            first.is_some_and(|i| b[i] == b'\\' || memchr::memchr(b'\\', &b[i..]).is_some());
         let text = if escaped {
             let mut copy = std::mem::take(&mut sc.lossy);
             json_unescape_copy(s, &mut copy, &mut scan.map);
@@ -519,7 +525,11 @@ impl Ruleset {
         let mut clean = !(escaped && structured::has_unicode_escape(view))
             && (scan.all.is_empty()
                 || self.none_match_whole(view, &scan.all, &sc.matchers, &mut sc.line_checks));
-        if clean && let Some(decoded) = redact::percent_decode(view) {
+        // (No `%` and no backslash, so no `\u0025` either: nothing to decode.)
+        if clean
+            && first.is_some()
+            && let Some(decoded) = redact::percent_decode(view)
+        {
             let mut bits = sc.take_bits();
             self.candidates(&decoded, &mut bits, &mut sc.scan_cache);
             clean = bits.is_empty();

@@ -180,8 +180,10 @@ impl Ruleset {
         static ESCAPED_PERCENT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u0025"));
         let b = text.as_bytes();
-        let has_percent = memchr::memchr(b'%', b).is_some()
-            || (memchr::memchr(b'\\', b).is_some() && ESCAPED_PERCENT.find(b).is_some());
+        // (Neither byte in most lines: one pass tells.)
+        let has_percent = memchr::memchr2(b'%', b'\\', b).is_some()
+            && (memchr::memchr(b'%', b).is_some()
+                || (memchr::memchr(b'\\', b).is_some() && ESCAPED_PERCENT.find(b).is_some()));
         let mut cursor = HitCursor::new(self, scan, has_percent);
         // The scan finds every member a field-name rule matches (its names
         // are in the pattern set): none of those rules in the scan, no
@@ -313,7 +315,8 @@ impl Ruleset {
                     } else if let Some(r) = sensitive {
                         self.replace_whole(r, &value, start, end, edits, sc, st);
                     } else if !names_matter
-                        && !hides_unicode_escapes(&value)
+                        // (A backslash in the value needs one in the line.)
+                        && (!escaped || !hides_unicode_escapes(&value))
                         && !cursor.may_hold_hits(self, &value, (start + 1, end - 1), true)
                     {
                         // Most values: nothing of the scan inside them.
