@@ -638,6 +638,29 @@ impl Prefilter {
             let mut again = firsts[p];
             let mut at_meet = None;
             for j in at[p]..at[p] + MEET_WINDOW.min(len(p)) {
+                let (x, y) = (s[p - 1], again);
+                if !x.is_tagged() && !y.is_tagged() {
+                    let b = *bytes.get(j)?;
+                    // SAFETY: both states come from `d` in `c` since its
+                    // last clear (a clear ends this walk), both untagged.
+                    let (nx, ny) = unsafe {
+                        (
+                            d.next_state_untagged_unchecked(c, x, b),
+                            d.next_state_untagged_unchecked(c, y, b),
+                        )
+                    };
+                    if !nx.is_tagged() && !ny.is_tagged() {
+                        // Nothing happens on this byte: no step of the
+                        // walk's own (the meet is usually a few such
+                        // bytes past the cut).
+                        (s[p - 1], again) = (nx, ny);
+                        if nx == ny {
+                            at_meet = Some(j);
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 let mut ps = part_sink(sink, parts, p - 1);
                 self.step(&NoKw, d, c, &mut a, &mut s[p - 1], bytes, j, &mut ps)?;
                 again = d.next_state(c, again, *bytes.get(j)?).ok()?;
