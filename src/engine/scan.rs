@@ -819,8 +819,29 @@ impl Prefilter {
         let mut met = None;
         for t in 0..window {
             let j = mid + t;
-            self.step(ac, d, c, &mut w.a1, &mut w.s1, bytes, j, sink)?;
             let b = *bytes.get(j)?;
+            if !w.s1.is_tagged() && !s2.is_tagged() {
+                // SAFETY: as for `quiet_pair` above, for both walks.
+                let (na1, na2, ns1, ns2) = unsafe {
+                    (
+                        ac.next_unchecked(w.a1, b),
+                        ac.next_unchecked(a2, b),
+                        d.next_state_untagged_unchecked(c, w.s1, b),
+                        d.next_state_untagged_unchecked(c, s2, b),
+                    )
+                };
+                if !(kw_match(na1 | na2) || ns1.is_tagged() || ns2.is_tagged()) {
+                    // Nothing happens on this byte: no step of the walk's
+                    // own (the meet is usually a few such bytes on).
+                    (w.a1, w.s1, a2, s2) = (na1, ns1, na2, ns2);
+                    if (a2, s2) == (w.a1, w.s1) {
+                        met = Some(j);
+                        break;
+                    }
+                    continue;
+                }
+            }
+            self.step(ac, d, c, &mut w.a1, &mut w.s1, bytes, j, sink)?;
             a2 = ac.unflag(ac.next(a2, b));
             s2 = d.next_state(c, s2, b).ok()?;
             if c.clear_count() != clears {
