@@ -181,6 +181,10 @@ pub(crate) struct ScanCache {
 struct HalfScratch {
     kw: Vec<KwHit>,
     ends: Vec<EndHit>,
+    /// For the split walk's own: whether it cuts at a quote (see
+    /// [`split_point`]) rather than the middle, set by the first line
+    /// whose halves did not meet (as for the four-part walk's cuts).
+    at_quotes: bool,
 }
 
 /// What one pass fills in. `all` gets every candidate rule; the others are
@@ -738,7 +742,11 @@ impl Prefilter {
         sink: &mut Sink<'_>,
     ) -> Option<Walked> {
         let n = bytes.len();
-        let mid = split_point(bytes);
+        let mid = if half.at_quotes {
+            split_point(bytes)
+        } else {
+            n / 2
+        };
         // Bytes both walks take at once; the longer half's rest is walked alone.
         let both = mid.min(n - mid);
         let window = MEET_WINDOW.min(both);
@@ -851,6 +859,9 @@ impl Prefilter {
                 met = Some(j);
                 break;
             }
+        }
+        if met.is_none() {
+            half.at_quotes = true;
         }
         let j = met?;
         // From byte j on both walks find the same: keyword ends after j + 1,
@@ -1740,6 +1751,47 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         assert_eq!(split, walk_of(&rs, &text, false, &mut cache));
         let at = (SPLIT_MIN / 2) as u32;
         assert_eq!(split.2, vec![(at, at + 1, 0)]);
+    }
+
+    #[test]
+    fn a_field_name_glob_turns_the_split_walk_to_a_cut_at_a_quote() {
+        // As for the four-part walk (see
+        // `a_field_name_glob_turns_the_four_part_walk_to_cuts_at_quotes`):
+        // the middle falls inside a 50-byte value, the second half's walk
+        // lacks the glob's thread until its first quote, past the window.
+        let rs = compile(
+            "[[rules]]\nid='tok'\ncategory='secret'\nkeys=['*_token']\n\
+             [[rules]]\nid='kw'\ncategory='secret'\npattern='tok[0-9]+'\nkeywords=['tok']\n",
+        );
+        let member = format!(r#""k":"{}","#, "a".repeat(50));
+        let text = format!("{{{}\"refresh_token\":\"tok1\"}}", member.repeat(4));
+        let mid = text.len() / 2;
+        assert!(text.len() >= SPLIT_MIN);
+        let next_quote = mid + text[mid..].find('"').expect("a quote");
+        assert!(
+            next_quote > mid + MEET_WINDOW,
+            "middle {mid}, quote at {next_quote}"
+        );
+        let mut cache = rs.new_scan_cache();
+        let one = walk_of(&rs, &text, false, &mut cache);
+        assert_eq!(one.0, vec![0, 1], "both rules found");
+        let p = &rs.prefilter;
+        let d = p
+            .set
+            .as_ref()
+            .and_then(|s| s.dfa.as_ref())
+            .expect("a set DFA");
+        let mut split = |cache: &mut ScanCache| {
+            let mut got = Collected::new(rs.rules().len());
+            let mut sink = got.sink();
+            let c = cache.dfa.as_mut().expect("a set cache");
+            let w = p.walk_split(&NoKw, text.as_bytes(), d, c, &mut cache.half, &mut sink);
+            w.map(|w| got.found(matches!(w, Walked::Done)))
+        };
+        assert!(!cache.half.at_quotes);
+        assert_eq!(split(&mut cache), None, "cut at the middle: gave up");
+        assert!(cache.half.at_quotes, "and turned the cut to a quote");
+        assert_eq!(split(&mut cache), Some(one));
     }
 
     #[test]
