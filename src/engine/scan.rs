@@ -1781,7 +1781,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             .as_ref()
             .and_then(|s| s.dfa.as_ref())
             .expect("a set DFA");
-        let mut split = |cache: &mut ScanCache| {
+        let split = |cache: &mut ScanCache| {
             let mut got = Collected::new(rs.rules().len());
             let mut sink = got.sink();
             let c = cache.dfa.as_mut().expect("a set cache");
