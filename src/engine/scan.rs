@@ -1177,12 +1177,13 @@ const SPLIT_MIN: usize = 128;
 /// again whole: at most one more scan of them.
 const MEET_WINDOW: usize = 32;
 
-/// Where the split walk's second half starts: at a quote near the middle
-/// when there is one, else the middle. Why a quote: the JSON member form
-/// of a field-name glob (`"(?s:.)*_token\\*"\s*:`) keeps a thread alive
-/// from a line's first quote on, which a walk that starts past the last
-/// quote never has, so the walks would never meet; one that starts on a
-/// quote has it from its first byte.
+/// Where the split walk's second half starts once it cuts at quotes (see
+/// [`Prefilter::walk_split`]): at a quote near the middle when there is
+/// one, else the middle. Why a quote: the JSON member form of a
+/// field-name glob (`"(?s:.)*_token\\*"\s*:`) keeps a thread alive from a
+/// line's first quote on, which a walk that starts between two quotes
+/// lacks until the next one, so the walks meet no sooner; one that starts
+/// on a quote has it from its first byte.
 fn split_point(bytes: &[u8]) -> usize {
     let n = bytes.len();
     let (q1, h, q3) = (n / 4, n / 2, n - n / 4);
