@@ -171,9 +171,19 @@ pub(crate) struct ScanCache {
     /// What the four-part walk's parts after the first found (see
     /// [`Prefilter::walk_quarters`]).
     quarters: [HalfScratch; 3],
-    /// Whether the four-part walk cuts at quotes (see [`CUT_SLACK`]):
-    /// from the first line whose parts did not meet at exact cuts on.
-    cut_at_quotes: bool,
+    cuts: Cuts,
+}
+
+/// Where this cache's walks cut a line: at exact quarters and at the exact
+/// middle, each until a line's parts did not meet there, then at quotes
+/// for good (see [`Prefilter::walk_quarters`] and [`split_point`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Cuts {
+    /// The four-part walk cuts at quotes near the quarters (see
+    /// [`CUT_SLACK`]).
+    quarters_at_quotes: bool,
+    /// The split walk cuts at a quote near the middle.
+    middle_at_quote: bool,
 }
 
 /// What the split walk's second half found (see [`Prefilter::walk_split`]).
@@ -181,10 +191,6 @@ pub(crate) struct ScanCache {
 struct HalfScratch {
     kw: Vec<KwHit>,
     ends: Vec<EndHit>,
-    /// For the split walk's own: whether it cuts at a quote (see
-    /// [`split_point`]) rather than the middle, set by the first line
-    /// whose halves did not meet (as for the four-part walk's cuts).
-    at_quotes: bool,
 }
 
 /// What one pass fills in. `all` gets every candidate rule; the others are
@@ -376,7 +382,7 @@ impl Prefilter {
             ),
             half: HalfScratch::default(),
             quarters: Default::default(),
-            cut_at_quotes: false,
+            cuts: Cuts::default(),
         }
     }
 
@@ -406,16 +412,14 @@ impl Prefilter {
         let dfa = set.and_then(|s| s.dfa.as_ref().zip(cache.dfa.as_mut()));
         let no_dfa = set.is_some() && dfa.is_none();
         let (half, quarters) = (&mut cache.half, &mut cache.quarters);
-        let at_quotes = &mut cache.cut_at_quotes;
+        let cuts = &mut cache.cuts;
         // The set alone when it is the only automaton to walk: no keywords,
         // or keywords among its own patterns.
         let set_alone = set.is_some() && (self.kw_in_set || self.keywords.is_none());
         let walked = match &self.keywords {
-            _ if set_alone => {
-                self.walk_set_alone(text, dfa, half, quarters, at_quotes, sink, n_rules)
-            }
-            Some(Keywords::Dfa(a)) => self.walk_halves(a, text, dfa, half, sink, n_rules),
-            Some(Keywords::Nfa(a)) => self.walk_halves(a, text, dfa, half, sink, n_rules),
+            _ if set_alone => self.walk_set_alone(text, dfa, half, quarters, cuts, sink, n_rules),
+            Some(Keywords::Dfa(a)) => self.walk_halves(a, text, dfa, half, cuts, sink, n_rules),
+            Some(Keywords::Nfa(a)) => self.walk_halves(a, text, dfa, half, cuts, sink, n_rules),
             None => Walked::Done,
         };
         let walked = if no_dfa { Walked::SetFailed } else { walked };
@@ -473,13 +477,14 @@ impl Prefilter {
         text: &str,
         mut dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
         half: &mut HalfScratch,
+        cuts: &mut Cuts,
         sink: &mut Sink<'_>,
         n_rules: usize,
     ) -> Walked {
         if text.len() >= SPLIT_MIN
             && let Some((d, c)) = dfa.as_mut()
         {
-            if let Some(w) = self.walk_split(ac, text.as_bytes(), d, c, half, sink) {
+            if let Some(w) = self.walk_split(ac, text.as_bytes(), d, c, half, cuts, sink) {
                 return w;
             }
             // Given up part way: start again from nothing, in one piece.
@@ -498,20 +503,20 @@ impl Prefilter {
         mut dfa: Option<(&hybrid::dfa::DFA, &mut hybrid::dfa::Cache)>,
         half: &mut HalfScratch,
         quarters: &mut [HalfScratch; 3],
-        at_quotes: &mut bool,
+        cuts: &mut Cuts,
         sink: &mut Sink<'_>,
         n_rules: usize,
     ) -> Walked {
         if text.len() >= QUARTERS_MIN
             && let Some((d, c)) = dfa.as_mut()
         {
-            if let Some(w) = self.walk_quarters(text.as_bytes(), d, c, quarters, at_quotes, sink) {
+            if let Some(w) = self.walk_quarters(text.as_bytes(), d, c, quarters, cuts, sink) {
                 return w;
             }
             // Given up part way: start again from nothing, in halves.
             sink.clear(n_rules);
         }
-        self.walk_halves(&NoKw, text, dfa, half, sink, n_rules)
+        self.walk_halves(&NoKw, text, dfa, half, cuts, sink, n_rules)
     }
 
     /// The set's walk over four parts of a line at once, for the set alone
@@ -531,7 +536,7 @@ impl Prefilter {
     /// 7% more instructions.
     ///
     /// The cuts are at exact quarters (parts of one length: the four
-    /// chains run to the end together), or, once `at_quotes` is set, at
+    /// chains run to the end together), or, once `cuts` says so, at
     /// quotes near them (see [`CUT_SLACK`]). A walk whose parts did not
     /// meet sets it, for the rest of the cache's lines: with a field-name
     /// glob in the set, parts that start off a quote rarely meet (see
@@ -550,12 +555,12 @@ impl Prefilter {
         d: &hybrid::dfa::DFA,
         c: &mut hybrid::dfa::Cache,
         parts: &mut [HalfScratch; 3],
-        at_quotes: &mut bool,
+        cuts: &mut Cuts,
         sink: &mut Sink<'_>,
     ) -> Option<Walked> {
         let n = bytes.len();
         // Cut p at, or near, p quarters of the way.
-        let quotes = *at_quotes;
+        let quotes = cuts.quarters_at_quotes;
         let cut = |p: usize| {
             let q = n * p / 4;
             if quotes {
@@ -677,7 +682,7 @@ impl Prefilter {
                 }
             }
             if at_meet.is_none() {
-                *at_quotes = true;
+                cuts.quarters_at_quotes = true;
             }
             met[p] = at_meet?;
         }
@@ -739,10 +744,11 @@ impl Prefilter {
         d: &hybrid::dfa::DFA,
         c: &mut hybrid::dfa::Cache,
         half: &mut HalfScratch,
+        cuts: &mut Cuts,
         sink: &mut Sink<'_>,
     ) -> Option<Walked> {
         let n = bytes.len();
-        let mid = if half.at_quotes {
+        let mid = if cuts.middle_at_quote {
             split_point(bytes)
         } else {
             n / 2
@@ -861,7 +867,7 @@ impl Prefilter {
             }
         }
         if met.is_none() {
-            half.at_quotes = true;
+            cuts.middle_at_quote = true;
         }
         let j = met?;
         // From byte j on both walks find the same: keyword ends after j + 1,
@@ -1500,14 +1506,22 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         let d = p.set.as_ref().and_then(|s| s.dfa.as_ref());
         let dfa = d.zip(cache.dfa.as_mut());
         let walked = match (split, p.kw_in_set) {
-            (true, false) => p.walk_halves(ac, text, dfa, &mut cache.half, &mut sink, n),
+            (true, false) => p.walk_halves(
+                ac,
+                text,
+                dfa,
+                &mut cache.half,
+                &mut cache.cuts,
+                &mut sink,
+                n,
+            ),
             (false, false) => p.walk(ac, text, dfa, &mut sink),
             (true, true) => p.walk_set_alone(
                 text,
                 dfa,
                 &mut cache.half,
                 &mut cache.quarters,
-                &mut cache.cut_at_quotes,
+                &mut cache.cuts,
                 &mut sink,
                 n,
             ),
@@ -1638,7 +1652,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             d,
             c,
             &mut cache.quarters,
-            &mut cache.cut_at_quotes,
+            &mut cache.cuts,
             &mut sink,
         )?;
         Some(got.found(matches!(walked, Walked::Done)))
@@ -1659,15 +1673,28 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             let mut cache = rs.new_scan_cache();
             let one = walk_of(rs, &text, false, &mut cache);
             for at_quotes in [false, true] {
-                cache.cut_at_quotes = at_quotes;
+                cache.cuts.quarters_at_quotes = at_quotes;
                 let quarters = quarters_of(rs, &text, &mut cache);
                 proptest::prop_assert_eq!(quarters, Some(one.clone()), "line: {:?}", text);
-                proptest::prop_assert_eq!(cache.cut_at_quotes, at_quotes, "no give-up");
+                proptest::prop_assert_eq!(cache.cuts.quarters_at_quotes, at_quotes, "no give-up");
             }
             if text.len() >= QUARTERS_MIN {
                 proptest::prop_assert_eq!(walk_of(rs, &text, true, &mut cache), one);
             }
         }
+    }
+
+    /// A field-name glob (`*_token`) and a keyword rule, and a JSON line of
+    /// `members` members with 50-byte values, then a `refresh_token` member
+    /// that both rules find.
+    fn glob_rules_and_line(members: usize) -> (Ruleset, String) {
+        let rs = compile(
+            "[[rules]]\nid='tok'\ncategory='secret'\nkeys=['*_token']\n\
+             [[rules]]\nid='kw'\ncategory='secret'\npattern='tok[0-9]+'\nkeywords=['tok']\n",
+        );
+        let member = format!(r#""k":"{}","#, "a".repeat(50));
+        let text = format!("{{{}\"refresh_token\":\"tok1\"}}", member.repeat(members));
+        (rs, text)
     }
 
     #[test]
@@ -1678,13 +1705,8 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         // bytes, that is past the window: the first such line is walked
         // again (the same findings) and turns the cache's cuts to quotes,
         // where the parts then meet at once.
-        let rs = compile(
-            "[[rules]]\nid='tok'\ncategory='secret'\nkeys=['*_token']\n\
-             [[rules]]\nid='kw'\ncategory='secret'\npattern='tok[0-9]+'\nkeywords=['tok']\n",
-        );
+        let (rs, text) = glob_rules_and_line(8);
         assert!(rs.prefilter.kw_in_set);
-        let member = format!(r#""k":"{}","#, "a".repeat(50));
-        let text = format!("{{{}\"refresh_token\":\"tok1\"}}", member.repeat(8));
         assert!(text.len() >= QUARTERS_MIN);
         let cut1 = text.len() / 4;
         let next_quote = cut1 + text[cut1..].find('"').expect("a quote");
@@ -1694,13 +1716,16 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         );
         let mut cache = rs.new_scan_cache();
         let one = walk_of(&rs, &text, false, &mut cache);
-        assert!(!cache.cut_at_quotes);
+        assert!(!cache.cuts.quarters_at_quotes);
         assert_eq!(
             quarters_of(&rs, &text, &mut cache),
             None,
             "exact cuts gave up"
         );
-        assert!(cache.cut_at_quotes, "and turned the cuts to quotes");
+        assert!(
+            cache.cuts.quarters_at_quotes,
+            "and turned the cuts to quotes"
+        );
         assert_eq!(quarters_of(&rs, &text, &mut cache), Some(one.clone()));
         assert_eq!(walk_of(&rs, &text, true, &mut cache), one);
         assert_eq!(one.0, vec![0, 1], "both rules found");
@@ -1760,12 +1785,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         // `a_field_name_glob_turns_the_four_part_walk_to_cuts_at_quotes`):
         // the middle falls inside a 50-byte value, the second half's walk
         // lacks the glob's thread until its first quote, past the window.
-        let rs = compile(
-            "[[rules]]\nid='tok'\ncategory='secret'\nkeys=['*_token']\n\
-             [[rules]]\nid='kw'\ncategory='secret'\npattern='tok[0-9]+'\nkeywords=['tok']\n",
-        );
-        let member = format!(r#""k":"{}","#, "a".repeat(50));
-        let text = format!("{{{}\"refresh_token\":\"tok1\"}}", member.repeat(4));
+        let (rs, text) = glob_rules_and_line(4);
         let mid = text.len() / 2;
         assert!(text.len() >= SPLIT_MIN);
         let next_quote = mid + text[mid..].find('"').expect("a quote");
@@ -1786,12 +1806,20 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
             let mut got = Collected::new(rs.rules().len());
             let mut sink = got.sink();
             let c = cache.dfa.as_mut().expect("a set cache");
-            let w = p.walk_split(&NoKw, text.as_bytes(), d, c, &mut cache.half, &mut sink);
+            let w = p.walk_split(
+                &NoKw,
+                text.as_bytes(),
+                d,
+                c,
+                &mut cache.half,
+                &mut cache.cuts,
+                &mut sink,
+            );
             w.map(|w| got.found(matches!(w, Walked::Done)))
         };
-        assert!(!cache.half.at_quotes);
+        assert!(!cache.cuts.middle_at_quote);
         assert_eq!(split(&mut cache), None, "cut at the middle: gave up");
-        assert!(cache.half.at_quotes, "and turned the cut to a quote");
+        assert!(cache.cuts.middle_at_quote, "and turned the cut to a quote");
         assert_eq!(split(&mut cache), Some(one));
     }
 
@@ -1831,7 +1859,15 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         assert!(p.kw_in_set, "two keywords are patterns of the set");
         let _ = ac;
         let gave_up = p
-            .walk_split(&NoKw, text.as_bytes(), d, c, &mut cache.half, &mut sink)
+            .walk_split(
+                &NoKw,
+                text.as_bytes(),
+                d,
+                c,
+                &mut cache.half,
+                &mut cache.cuts,
+                &mut sink,
+            )
             .is_none();
         assert!(gave_up, "the walks met within the window");
         let split = walk_of(&rs, &text, true, &mut cache);
