@@ -180,10 +180,13 @@ impl Ruleset {
         static ESCAPED_PERCENT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
             std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u0025"));
         let b = text.as_bytes();
-        // (Neither byte in most lines: one pass tells.)
-        let has_percent = memchr::memchr2(b'%', b'\\', b).is_some()
-            && (memchr::memchr(b'%', b).is_some()
-                || (memchr::memchr(b'\\', b).is_some() && ESCAPED_PERCENT.find(b).is_some()));
+        // (Neither byte in most lines: one pass tells. Before the first of
+        // them there is neither, so the rest is searched from there.)
+        let has_percent = memchr::memchr2(b'%', b'\\', b).is_some_and(|i| {
+            b[i] == b'%'
+                || memchr::memchr(b'%', &b[i..]).is_some()
+                || ESCAPED_PERCENT.find(&b[i..]).is_some()
+        });
         let mut cursor = HitCursor::new(self, scan, has_percent);
         // The scan finds every member a field-name rule matches (its names
         // are in the pattern set): none of those rules in the scan, no
