@@ -1413,6 +1413,16 @@ pub(crate) fn rules_within(
     }
 }
 
+/// Whether a keyword of one of the rules in `mask` lies inside `[lo, hi]`
+/// (what [`rules_within`] with that mask would add anything for).
+pub(crate) fn any_rule_within(kw: &[KwHit], lo: usize, hi: usize, mask: &RuleBits) -> bool {
+    let first = kw.partition_point(|h| (h.end as usize) <= lo);
+    kw[first..]
+        .iter()
+        .take_while(|h| (h.end as usize) <= hi)
+        .any(|h| h.start as usize >= lo && mask.contains(h.rule))
+}
+
 /// Rules of the pattern set with a match ending inside `(lo, hi]`, added
 /// to `out`.
 pub(crate) fn rules_ending_within(ends: &[EndHit], lo: usize, hi: usize, out: &mut RuleBits) {

@@ -11,7 +11,7 @@ use crate::decode::json::{JsonError, Scanner, Token, decode_string, encode_strin
 use super::action::render;
 use super::redact::{KeyCtx, finding, has_percent_escape};
 use super::ruleset::{LineScan, RuleBits, Ruleset};
-use super::scan::{rules_ending_within, rules_within};
+use super::scan::{any_rule_within, rules_ending_within, rules_within};
 use super::spec::ActionKind;
 use super::{Scratch, Stats};
 
@@ -35,6 +35,10 @@ struct Frame<'t> {
     key: Option<std::borrow::Cow<'t, str>>,
     /// The name's content span in the line (inside the quotes).
     key_span: (usize, usize),
+    /// Whether the name may give a context rule its match (set with `key`
+    /// when a context rule is in the line's scan): then its values are
+    /// walked even where the scan saw nothing inside them.
+    key_ctx: bool,
     /// A `keys` rule that covers every value under this container.
     subtree: Option<u32>,
     /// The `keys` rule of the current member (objects only).
@@ -271,6 +275,7 @@ impl Ruleset {
                     };
                     f.key = Some(key);
                     f.key_span = (start + 1, end - 1);
+                    f.key_ctx = names_matter && self.name_may_serve_context(scan, f.key_span);
                     let Some(r) = rule else { continue };
                     if self.rules[r as usize].action == ActionKind::Drop {
                         st.hit(r);
@@ -285,15 +290,16 @@ impl Ruleset {
                 Token::ObjStart(_) | Token::ArrStart(_) => {
                     let subtree = frames.last().and_then(|f| f.subtree.or(f.member));
                     let obj = matches!(tok, Token::ObjStart(_));
-                    let (key, key_span) = match frames.last() {
-                        Some(f) if !obj => (f.key.clone(), f.key_span),
-                        _ => (None, (0, 0)),
+                    let (key, key_span, key_ctx) = match frames.last() {
+                        Some(f) if !obj => (f.key.clone(), f.key_span, f.key_ctx),
+                        _ => (None, (0, 0), false),
                     };
                     frames.push(Frame {
                         obj,
                         subtree,
                         key,
                         key_span,
+                        key_ctx,
                         ..Frame::default()
                     });
                 }
@@ -317,7 +323,7 @@ impl Ruleset {
                         // Already redacted by an earlier pass.
                     } else if let Some(r) = sensitive {
                         self.replace_whole(r, &value, start, end, edits, sc, st);
-                    } else if !names_matter
+                    } else if !wants_name(names_matter, frames.last())
                         // (A backslash in the value needs one in the line.)
                         && (!escaped || !hides_unicode_escapes(&value))
                         && !cursor.may_hold_hits(self, &value, (start + 1, end - 1), true)
@@ -343,7 +349,8 @@ impl Ruleset {
                     let num = &text[start..end];
                     if let Some(r) = sensitive {
                         self.replace_whole(r, num, start, end, edits, sc, st);
-                    } else if !names_matter && !cursor.may_hold_hits(self, num, (start, end), false)
+                    } else if !wants_name(names_matter, frames.last())
+                        && !cursor.may_hold_hits(self, num, (start, end), false)
                     {
                         // Nothing of the scan inside the number.
                     } else if let Some(new) = self.redact_member_value(
@@ -385,6 +392,22 @@ impl Ruleset {
         }
         out.push_str(&text[pos..]);
         Ok(Some(out))
+    }
+
+    /// Whether the name at `span` (its content) may give a context rule its
+    /// match: what [`Ruleset::redact_member_value`] asks before it passes a
+    /// name on. A positional scan tells (a context rule's keyword inside
+    /// the name); without one, every name may.
+    fn name_may_serve_context(&self, scan: Option<&LineScan>, span: (usize, usize)) -> bool {
+        match scan {
+            Some(ls) if ls.positional => any_rule_within(
+                &ls.kw,
+                ls.to_scanned(span.0),
+                ls.to_scanned(span.1),
+                &self.context_rules,
+            ),
+            _ => true,
+        }
     }
 
     /// A value under a `keys` rule: replaced as a whole, whatever it is.
@@ -594,6 +617,14 @@ impl<'s> HitCursor<'s> {
             .take_while(|h| (h.end as usize) <= hi)
             .any(|h| h.start as usize >= lo && rs.rules[h.rule as usize].min_len <= name.len())
     }
+}
+
+/// Whether a value under `frame` must be walked for its member's name
+/// alone: a context rule is in the line's scan and the name may give it
+/// its match. (Otherwise `redact_member_value` would find no name to pass
+/// on, and a value the scan saw nothing in has nothing else to find.)
+fn wants_name(names_matter: bool, frame: Option<&Frame<'_>>) -> bool {
+    names_matter && frame.is_some_and(|f| f.key.is_some() && f.key_ctx)
 }
 
 fn value_done(frames: &mut [Frame<'_>], end: usize) {
