@@ -645,6 +645,51 @@ fn a_slow_rule_set_cannot_hold_a_line_past_its_time_budget() {
 }
 
 #[test]
+fn a_line_of_many_short_values_is_held_to_its_time_budget_too() {
+    // Values under 4 KiB are not timed one by one (the clock is read
+    // every few KiB searched), so a line of many of them must still stop
+    // at its budget: 400 values of 2 KB of slow-rule text, twenty slow
+    // rules at a few ms per search each.
+    let dir = tempfile::tempdir().unwrap();
+    let words = ["ab", "cdef", "x1", "qq9", "zz", "Mm7"];
+    let mut value = String::new();
+    let mut i = 0usize;
+    while value.len() < 2000 {
+        value.push_str(words[i % words.len()]);
+        value.push(' ');
+        i = i.wrapping_mul(31).wrapping_add(7) % 1009;
+    }
+    let members: Vec<String> = (0..400).map(|k| format!("\"m{k}\":\"{value}\"")).collect();
+    let line = format!("{{{}}}\n", members.join(","));
+    let many = slow_rules(dir.path(), 20);
+    let o = run(
+        &[
+            "--no-default-rules",
+            "--rules",
+            many.to_str().unwrap(),
+            "--time-budget-ms",
+            "1",
+            "--stats",
+        ],
+        line.as_bytes(),
+    );
+    let out = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("still one JSON line");
+    let masked = v
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|x| x.as_str() == Some("[REDACTED:time-budget]"))
+        .count();
+    // 400 × 20 searches of 2 KB take far longer than 1 ms: all but the
+    // first few values are cut off unsearched (pacing the clock by values,
+    // every 16th, let 31 through), and the line is counted once.
+    assert!(masked >= 396, "only {masked} of 400 values cut off");
+    let err = stderr(&o);
+    assert!(err.contains("engine/time_budget=1"), "counted once: {err}");
+}
+
+#[test]
 fn lines_within_their_budget_are_untouched_by_it() {
     // A 2 MB line with the built-in rules, well inside 5 s per MiB even in
     // a debug build on a loaded machine. (The default, 1 s per MiB, is

@@ -282,12 +282,14 @@ pub struct Scratch {
     scan_pool: Vec<ruleset::LineScan>,
     out: Vec<u8>,
     findings: Option<Vec<Finding>>,
-    /// The current line's length and time budget (see `Ruleset::deadline`).
+    /// The current line's length and deadline, set at its first look at
+    /// the clock (see `Ruleset::check_budget`).
     line_len: usize,
     deadline: Option<std::time::Instant>,
     budget_spent: bool,
-    /// Values searched by this thread (paces the clock reads).
-    values_searched: u32,
+    /// Bytes searched by rules since this thread last looked at the clock
+    /// (paces the clock reads, see `Ruleset::check_budget`).
+    unclocked: usize,
     /// Edit lists of JSON walks (one per level of embedded JSON).
     edits_pool: Vec<structured::Edits>,
     /// Emptied strings to build redacted text in (see [`Scratch::take_string`]).
@@ -361,7 +363,7 @@ impl Scratch {
             line_len: 0,
             deadline: None,
             budget_spent: false,
-            values_searched: 0,
+            unclocked: 0,
             edits_pool: Vec::new(),
             strings: Vec::new(),
             matchers: ruleset::Matchers::new(rules),
