@@ -581,6 +581,20 @@ fn logfmt_quoted_values_under_field_name_rules_are_masked_whole() {
     assert_eq!(stdout(&run(&[], out.as_bytes())), out);
 }
 
+/// At least `len` bytes of short words and spaces, the keyword `x1` among
+/// them: the text the rules of [`slow_rules`] search slowly.
+fn slow_text(len: usize) -> String {
+    let words = ["ab", "cdef", "x1", "qq9", "zz", "Mm7"];
+    let mut text = String::new();
+    let mut i = 0usize;
+    while text.len() < len {
+        text.push_str(words[i % words.len()]);
+        text.push(' ');
+        i = i.wrapping_mul(31).wrapping_add(7) % 1009;
+    }
+    text
+}
+
 /// A rule file with `n` copies of a rule that scans word-and-space text
 /// slowly (counted repetition over `\w+\s+`: linear, but with a large
 /// constant) and a keyword every test line carries.
@@ -601,14 +615,7 @@ fn slow_rules(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
 #[test]
 fn a_slow_rule_set_cannot_hold_a_line_past_its_time_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let words = ["ab", "cdef", "x1", "qq9", "zz", "Mm7"];
-    let mut line = String::new();
-    let mut i = 0usize;
-    while line.len() < 64 * 1024 {
-        line.push_str(words[i % words.len()]);
-        line.push(' ');
-        i = i.wrapping_mul(31).wrapping_add(7) % 1009;
-    }
+    let mut line = slow_text(64 * 1024);
     line.push_str("password=hunter2\n");
     let one = slow_rules(dir.path(), 1);
     let many = slow_rules(dir.path(), 20);
@@ -651,14 +658,7 @@ fn a_line_of_many_short_values_is_held_to_its_time_budget_too() {
     // at its budget: 400 values of 2 KB of slow-rule text, twenty slow
     // rules at a few ms per search each.
     let dir = tempfile::tempdir().unwrap();
-    let words = ["ab", "cdef", "x1", "qq9", "zz", "Mm7"];
-    let mut value = String::new();
-    let mut i = 0usize;
-    while value.len() < 2000 {
-        value.push_str(words[i % words.len()]);
-        value.push(' ');
-        i = i.wrapping_mul(31).wrapping_add(7) % 1009;
-    }
+    let value = slow_text(2000);
     let members: Vec<String> = (0..400).map(|k| format!("\"m{k}\":\"{value}\"")).collect();
     let line = format!("{{{}}}\n", members.join(","));
     let many = slow_rules(dir.path(), 20);
