@@ -323,7 +323,7 @@ impl Ruleset {
                         // Already redacted by an earlier pass.
                     } else if let Some(r) = sensitive {
                         self.replace_whole(r, &value, start, end, edits, sc, st);
-                    } else if !wants_name(names_matter, frames.last())
+                    } else if !wants_name(frames.last())
                         // (A backslash in the value needs one in the line.)
                         && (!escaped || !hides_unicode_escapes(&value))
                         && !cursor.may_hold_hits(self, &value, (start + 1, end - 1), true)
@@ -349,7 +349,7 @@ impl Ruleset {
                     let num = &text[start..end];
                     if let Some(r) = sensitive {
                         self.replace_whole(r, num, start, end, edits, sc, st);
-                    } else if !wants_name(names_matter, frames.last())
+                    } else if !wants_name(frames.last())
                         && !cursor.may_hold_hits(self, num, (start, end), false)
                     {
                         // Nothing of the scan inside the number.
@@ -621,10 +621,11 @@ impl<'s> HitCursor<'s> {
 
 /// Whether a value under `frame` must be walked for its member's name
 /// alone: a context rule is in the line's scan and the name may give it
-/// its match. (Otherwise `redact_member_value` would find no name to pass
-/// on, and a value the scan saw nothing in has nothing else to find.)
-fn wants_name(names_matter: bool, frame: Option<&Frame<'_>>) -> bool {
-    names_matter && frame.is_some_and(|f| f.key.is_some() && f.key_ctx)
+/// its match (`key_ctx`). (Otherwise `redact_member_value` would find no
+/// name to pass on, and a value the scan saw nothing in has nothing else
+/// to find.)
+fn wants_name(frame: Option<&Frame<'_>>) -> bool {
+    frame.is_some_and(|f| f.key.is_some() && f.key_ctx)
 }
 
 fn value_done(frames: &mut [Frame<'_>], end: usize) {
