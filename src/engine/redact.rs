@@ -352,6 +352,29 @@ impl Ruleset {
                     consider(s, e)?;
                 }
             }
+            // A group of a rule whose matches are never empty: one set of
+            // capture slots for every search, each from where the last
+            // match ended (what `captures_iter` does for such matches).
+            (Some(Matcher::Std(re)), g)
+                if rule.min_len > 0
+                    && let Some(mut locs) = matchers.capture_locations(r, re) =>
+            {
+                let mut at = 0;
+                while at < text.len() {
+                    let Some(m) = re.captures_read_at(&mut locs, text, at) else {
+                        break;
+                    };
+                    let sel = match g {
+                        Group::Index(i) => locs.get(i),
+                        _ => (1..locs.len()).find_map(|i| locs.get(i)),
+                    };
+                    if let Some((s, e)) = sel {
+                        consider(s, e)?;
+                    }
+                    // (`min_len > 0`: the match is not empty.)
+                    at = m.end().max(at + 1);
+                }
+            }
             (Some(Matcher::Std(re)), g) => {
                 for c in re.captures_iter(text) {
                     let m = match g {
@@ -508,6 +531,61 @@ mod tests {
             String::from_utf8(out.to_vec()).unwrap(),
             st.compliance_failures,
         )
+    }
+
+    #[test]
+    fn group_rules_reuse_their_capture_slots_and_find_what_captures_iter_finds() {
+        // Numbered groups that take part in some matches only (the quoted
+        // or the bare form), matches next to each other, at the ends of the text
+        // and across multi-byte characters: the spans the rule reports are
+        // those of `captures_iter` with the same group choice.
+        let rs = crate::engine::compile_for_test(
+            r#"
+[[rules]]
+id = "kv"
+category = "secret"
+pattern = '(?:pw|pin)=(?:"([^"]*)"|([a-zé0-9]+))'
+group = 2
+[[rules]]
+id = "quoted"
+category = "secret"
+pattern = '(?:pw|pin)=(?:"([^"]*)"|([a-zé0-9]+))'
+group = 1
+"#,
+        );
+        let texts = [
+            "pw=abc",
+            "pw=abcpin=9 pw=\"q r\"pw=é1é",
+            "xpw=1pw=2pin=\"\"pw=3",
+            "é pin=ééé pw=\"é\" end",
+            "nothing here",
+        ];
+        for text in texts {
+            for (r, rule) in rs.rules.iter().enumerate() {
+                let Some(Matcher::Std(re)) = rule.matcher.get() else {
+                    panic!("{} is a regex rule", rule.id)
+                };
+                let want: Vec<(usize, usize)> = re
+                    .captures_iter(text)
+                    .filter_map(|c| match rule.group {
+                        Group::Index(i) => c.get(i),
+                        g => panic!("{g:?}: not a group rule"),
+                    })
+                    .filter(|m| m.start() < m.end())
+                    .map(|m| (m.start(), m.end()))
+                    .collect();
+                let sc = Scratch::new(&rs);
+                let mut hits = Vec::new();
+                // Twice with the same slots: nothing carries over.
+                for _ in 0..2 {
+                    hits.clear();
+                    rs.rule_hits(r as u32, text, None, &sc.matchers, &mut hits)
+                        .unwrap();
+                    let got: Vec<(usize, usize)> = hits.iter().map(|h| (h.start, h.end)).collect();
+                    assert_eq!(got, want, "{} on {text:?}", rule.id);
+                }
+            }
+        }
     }
 
     #[test]
