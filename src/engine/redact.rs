@@ -536,9 +536,9 @@ mod tests {
     #[test]
     fn group_rules_reuse_their_capture_slots_and_find_what_captures_iter_finds() {
         // Numbered groups that take part in some matches only (the quoted
-        // or the bare form), matches next to each other, at the ends of the text
-        // and across multi-byte characters: the spans the rule reports are
-        // those of `captures_iter` with the same group choice.
+        // or the bare form), matches next to each other, at the ends of
+        // the text and across multi-byte characters: the spans the rule
+        // reports are those of `captures_iter` with the same group choice.
         let rs = crate::engine::compile_for_test(
             r#"
 [[rules]]

@@ -1694,6 +1694,17 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         }
     }
 
+    /// Asserts that the first quote at or after `cut` lies past the meet
+    /// window: a walk that starts at `cut` lacks the glob's thread until
+    /// that quote, so it cannot meet the walk before it in time.
+    fn assert_next_quote_past_the_window(text: &str, cut: usize) {
+        let next_quote = cut + text[cut..].find('"').expect("a quote");
+        assert!(
+            next_quote > cut + MEET_WINDOW,
+            "cut at {cut}, quote at {next_quote}"
+        );
+    }
+
     /// A field-name glob (`*_token`) and a keyword rule, and a JSON line of
     /// `members` members with 50-byte values, then a `refresh_token` member
     /// that both rules find.
@@ -1719,11 +1730,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         assert!(rs.prefilter.kw_in_set);
         assert!(text.len() >= QUARTERS_MIN);
         let cut1 = text.len() / 4;
-        let next_quote = cut1 + text[cut1..].find('"').expect("a quote");
-        assert!(
-            next_quote > cut1 + MEET_WINDOW,
-            "cut at {cut1}, quote at {next_quote}"
-        );
+        assert_next_quote_past_the_window(&text, cut1);
         let mut cache = rs.new_scan_cache();
         let one = walk_of(&rs, &text, false, &mut cache);
         assert!(!cache.cuts.quarters_at_quotes);
@@ -1798,11 +1805,7 @@ pattern = '\b[0-9]{3}-[0-9]{4}\b'
         let (rs, text) = glob_rules_and_line(4);
         let mid = text.len() / 2;
         assert!(text.len() >= SPLIT_MIN);
-        let next_quote = mid + text[mid..].find('"').expect("a quote");
-        assert!(
-            next_quote > mid + MEET_WINDOW,
-            "middle {mid}, quote at {next_quote}"
-        );
+        assert_next_quote_past_the_window(&text, mid);
         let mut cache = rs.new_scan_cache();
         let one = walk_of(&rs, &text, false, &mut cache);
         assert_eq!(one.0, vec![0, 1], "both rules found");
